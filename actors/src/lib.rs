@@ -1,0 +1,28 @@
+//! The actor system of chainsync.
+//!
+//! # Layout and data flow
+//!
+//! ```text
+//! EVM node ──► listener::evm::EvmListener ──ApplyChainEvent──► reconciler::Reconciler
+//!                 (per chain, own arbiter)                         (per chain)
+//!                                                                      │ WriteBatch
+//!                                                                      ▼
+//!                                    Postgres ◄──one transaction── writer::StoreWriter
+//!                                                                  (ack: Checkpoint)
+//! ```
+//!
+//! - [`chain`]: the pure domain: [`chain::BlockRef`], [`chain::ChainEvent`], [`chain::ReorgWindow`].
+//! - [`contracts`]: event types of the stream contracts and log decoding.
+//! - [`listener`]: chain listeners (EVM over alloy) with adaptive ranges and RPC failover.
+//! - [`reconciler`]: turns chain events into transfer steps and hands them to the writer.
+//! - [`writer`]: the store writer actor and its sqlx repository (every apply next to its unwind).
+//! - [`messages`]: messages crossing actors; [`metrics`]: every metric; [`error`]: the error type.
+
+pub mod chain;
+pub mod contracts;
+pub mod error;
+pub mod listener;
+pub mod messages;
+pub mod metrics;
+pub mod reconciler;
+pub mod writer;

@@ -1,0 +1,391 @@
+//! The JSON-RPC client of one EVM chain: endpoints tried in order with failover, a request-rate
+//! budget, a timeout per request, retries with exponential backoff and jitter, and a metric for
+//! every call. Errors classify themselves; URLs only ever appear redacted.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use alloy::eips::BlockNumberOrTag;
+use alloy::primitives::B256;
+use alloy::providers::{Provider, RootProvider};
+use alloy::rpc::types::{Filter, Log};
+use alloy::transports::{RpcError, TransportErrorKind};
+use backon::{ExponentialBuilder, Retryable};
+use tokio::sync::Mutex;
+
+use super::range::{advise, RangeAdvice};
+use crate::chain::BlockRef;
+use crate::error::{Error, Result};
+use crate::metrics::METRICS;
+
+/// Longest a single RPC request may take before it counts as a timeout.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// Attempts per call before the error goes up (and the listener restarts from its cursor).
+pub const MAX_ATTEMPTS: usize = 8;
+
+/// One RPC endpoint: the URL to use and the form that may be shown.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// The full URL (may hold an API key): used for requests only.
+    pub url: url::Url,
+    /// The redacted form, for logs, errors and metrics.
+    pub redacted: String,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+/// A block header with what the listener needs from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Number, hash, parent and timestamp.
+    pub block: BlockRef,
+    /// The block's logs bloom.
+    pub logs_bloom: alloy::primitives::Bloom,
+}
+
+/// A failed attempt, classified.
+#[derive(Debug, Clone)]
+struct Failure {
+    outcome: &'static str,
+    message: String,
+    retryable: bool,
+    range: RangeAdvice,
+}
+
+/// The result of `eth_getLogs` over a range.
+#[derive(Debug)]
+pub enum LogsAnswer {
+    /// The logs of the range.
+    Logs(Vec<Log>),
+    /// The provider refused the range; the advice says what to try.
+    RangeRefused(RangeAdvice),
+}
+
+/// Token-bucket-like pacing: one request per `interval`, shared by every call of the chain.
+#[derive(Debug)]
+struct RateBudget {
+    interval: Duration,
+    next_slot: Mutex<Instant>,
+}
+
+impl RateBudget {
+    fn new(requests_per_second: f64) -> Self {
+        let interval = if requests_per_second > 0.0 && requests_per_second.is_finite() {
+            Duration::from_secs_f64(1.0 / requests_per_second)
+        } else {
+            Duration::ZERO
+        };
+        Self {
+            interval,
+            next_slot: Mutex::new(Instant::now()),
+        }
+    }
+
+    async fn wait_turn(&self) {
+        if self.interval.is_zero() {
+            return;
+        }
+        let wait = {
+            let mut next = self.next_slot.lock().await;
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            *next = slot + self.interval;
+            slot - now
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The RPC client of one chain.
+pub struct EvmRpc {
+    chain: String,
+    endpoints: Vec<(Endpoint, RootProvider)>,
+    current: AtomicUsize,
+    budget: RateBudget,
+    max_attempts: usize,
+}
+
+impl EvmRpc {
+    /// A client over `endpoints` (tried in order) within `requests_per_second`.
+    pub fn new(chain: &str, endpoints: Vec<Endpoint>, requests_per_second: f64) -> Self {
+        let endpoints = endpoints
+            .into_iter()
+            .map(|endpoint| {
+                let provider = RootProvider::new_http(endpoint.url.clone());
+                (endpoint, provider)
+            })
+            .collect();
+        Self {
+            chain: chain.to_owned(),
+            endpoints,
+            current: AtomicUsize::new(0),
+            budget: RateBudget::new(requests_per_second),
+            max_attempts: MAX_ATTEMPTS,
+        }
+    }
+
+    /// Overrides how many attempts a call gets (tests use fewer).
+    pub fn with_max_attempts(mut self, attempts: usize) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The endpoint in use, redacted.
+    pub fn current_endpoint(&self) -> String {
+        self.endpoints
+            .get(self.current.load(Ordering::Relaxed) % self.endpoints.len().max(1))
+            .map_or_else(String::new, |(e, _)| e.redacted.clone())
+    }
+
+    fn classify(&self, endpoint: &Endpoint, err: RpcError<TransportErrorKind>) -> Failure {
+        // Transport errors render the request URL: scrub it before the text goes anywhere.
+        let scrub = |text: String| {
+            let full = endpoint.url.as_str();
+            let trimmed = full.trim_end_matches('/');
+            text.replace(full, &endpoint.redacted)
+                .replace(trimmed, &endpoint.redacted)
+        };
+        match err {
+            RpcError::ErrorResp(payload) => {
+                let message = scrub(payload.message.to_string());
+                let range = advise(&message, u64::MAX);
+                let outcome = if range == RangeAdvice::NotARangeError {
+                    "rpc_error"
+                } else {
+                    "range_too_large"
+                };
+                Failure {
+                    outcome,
+                    message: format!("JSON-RPC error {}: {message}", payload.code),
+                    retryable: true,
+                    range,
+                }
+            }
+            RpcError::Transport(TransportErrorKind::HttpError(http)) => {
+                let body = scrub(http.body.chars().take(300).collect());
+                let range = advise(&body, u64::MAX);
+                let outcome = match http.status {
+                    429 => "rate_limited",
+                    s if s >= 500 => "server_error",
+                    _ if range != RangeAdvice::NotARangeError => "range_too_large",
+                    _ => "http_error",
+                };
+                Failure {
+                    outcome,
+                    message: format!("HTTP {}: {body}", http.status),
+                    retryable: true,
+                    range,
+                }
+            }
+            RpcError::DeserError { err, text } => Failure {
+                outcome: "malformed",
+                message: scrub(format!(
+                    "malformed response ({err}): {}",
+                    text.chars().take(200).collect::<String>()
+                )),
+                retryable: true,
+                range: advise(&text, u64::MAX),
+            },
+            other => Failure {
+                outcome: "transport",
+                message: scrub(other.to_string()),
+                retryable: true,
+                range: RangeAdvice::NotARangeError,
+            },
+        }
+    }
+
+    /// One attempt on the current endpoint; on failure the next endpoint becomes current.
+    async fn attempt<T, F, Fut>(&self, method: &'static str, call: &F) -> Result<T, Failure>
+    where
+        F: Fn(RootProvider) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RpcError<TransportErrorKind>>>,
+    {
+        let count = self.endpoints.len().max(1);
+        let index = self.current.load(Ordering::Relaxed) % count;
+        let Some((endpoint, provider)) = self.endpoints.get(index) else {
+            return Err(Failure {
+                outcome: "transport",
+                message: "no RPC endpoint configured".to_owned(),
+                retryable: false,
+                range: RangeAdvice::NotARangeError,
+            });
+        };
+        self.budget.wait_turn().await;
+        let started = Instant::now();
+        let result = tokio::time::timeout(REQUEST_TIMEOUT, call(provider.clone())).await;
+        METRICS
+            .rpc_request_duration_seconds
+            .with_label_values(&[&self.chain, method])
+            .observe(started.elapsed().as_secs_f64());
+        let failure = match result {
+            Ok(Ok(value)) => {
+                METRICS
+                    .rpc_requests_total
+                    .with_label_values(&[&self.chain, method, "ok"])
+                    .inc();
+                return Ok(value);
+            }
+            Ok(Err(err)) => self.classify(endpoint, err),
+            Err(_) => Failure {
+                outcome: "timeout",
+                message: format!("no answer within {REQUEST_TIMEOUT:?}"),
+                retryable: true,
+                range: RangeAdvice::NotARangeError,
+            },
+        };
+        METRICS
+            .rpc_requests_total
+            .with_label_values(&[&self.chain, method, failure.outcome])
+            .inc();
+        // A range refusal is an answer about the request, not about the endpoint: stay.
+        if failure.range == RangeAdvice::NotARangeError && count > 1 {
+            let _ = self.current.compare_exchange(
+                index,
+                (index + 1) % count,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+        Err(failure)
+    }
+
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(self.max_attempts.saturating_sub(1))
+    }
+
+    fn into_error(&self, method: &'static str, failure: Failure) -> Error {
+        Error::Rpc {
+            chain: self.chain.clone(),
+            method,
+            endpoint: self.current_endpoint(),
+            message: failure.message,
+            retryable: failure.retryable,
+        }
+    }
+
+    /// Calls with retries: every retryable failure is retried with backoff and jitter on the
+    /// next endpoint, up to the attempt limit.
+    async fn call<T, F, Fut>(&self, method: &'static str, call: F) -> Result<T>
+    where
+        F: Fn(RootProvider) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RpcError<TransportErrorKind>>>,
+    {
+        let chain = self.chain.clone();
+        (|| self.attempt(method, &call))
+            .retry(self.backoff())
+            .when(|failure: &Failure| failure.retryable)
+            .notify(|failure: &Failure, delay: Duration| {
+                tracing::warn!(chain = %chain, method, outcome = failure.outcome, error = %failure.message,
+                    retry_in = ?delay, "rpc call failed; retrying");
+            })
+            .await
+            .map_err(|failure| self.into_error(method, failure))
+    }
+
+    /// `eth_chainId`.
+    pub async fn chain_id(&self) -> Result<u64> {
+        self.call("eth_chainId", |p| async move { p.get_chain_id().await })
+            .await
+    }
+
+    /// The header at `tag`, or `None` when the node has no such block.
+    pub async fn header(&self, tag: BlockNumberOrTag) -> Result<Option<Header>> {
+        let block = self
+            .call("eth_getBlockByNumber", move |p| async move {
+                p.get_block_by_number(tag).await
+            })
+            .await?;
+        Ok(block.map(|b| Header {
+            block: BlockRef {
+                number: b.header.number,
+                hash: b.header.hash,
+                parent_hash: b.header.parent_hash,
+                timestamp: b.header.timestamp,
+            },
+            logs_bloom: b.header.logs_bloom,
+        }))
+    }
+
+    /// The header at `number`, failing if the node does not have it.
+    pub async fn header_at(&self, number: u64) -> Result<Header> {
+        self.header(BlockNumberOrTag::Number(number))
+            .await?
+            .ok_or_else(|| Error::Inconsistent {
+                chain: self.chain.clone(),
+                block: number,
+                message: "the node has no block at this height".to_owned(),
+            })
+    }
+
+    /// The latest header.
+    pub async fn latest(&self) -> Result<Header> {
+        self.header(BlockNumberOrTag::Latest)
+            .await?
+            .ok_or_else(|| Error::Inconsistent {
+                chain: self.chain.clone(),
+                block: 0,
+                message: "the node returned no latest block".to_owned(),
+            })
+    }
+
+    /// The hash of block 0: the chain's identity together with its id.
+    pub async fn genesis_hash(&self) -> Result<B256> {
+        Ok(self.header_at(0).await?.block.hash)
+    }
+
+    /// `eth_getLogs` over `filter`. Range refusals are returned (not retried) so the caller can
+    /// shrink the range; other failures are retried.
+    pub async fn logs(&self, filter: &Filter) -> Result<LogsAnswer> {
+        let method = "eth_getLogs";
+        let chain = self.chain.clone();
+        let result = (|| async {
+            match self
+                .attempt(method, &|p: RootProvider| {
+                    let filter = filter.clone();
+                    async move { p.get_logs(&filter).await }
+                })
+                .await
+            {
+                Ok(logs) => Ok(LogsAnswer::Logs(logs)),
+                Err(failure) if failure.range != RangeAdvice::NotARangeError => {
+                    Ok(LogsAnswer::RangeRefused(failure.range))
+                }
+                Err(failure) => Err(failure),
+            }
+        })
+        .retry(self.backoff())
+        .when(|failure: &Failure| failure.retryable)
+        .notify(|failure: &Failure, delay: Duration| {
+            tracing::warn!(chain = %chain, method, outcome = failure.outcome, error = %failure.message,
+                retry_in = ?delay, "rpc call failed; retrying");
+        })
+        .await;
+        result.map_err(|failure| self.into_error(method, failure))
+    }
+}
+
+/// RPC methods the listener calls (metric series are created for each).
+pub const RPC_METHODS: &[&str] = &["eth_chainId", "eth_getBlockByNumber", "eth_getLogs"];
+/// Outcome labels of `chainsync_rpc_requests_total`.
+pub const RPC_OUTCOMES: &[&str] = &[
+    "ok",
+    "rate_limited",
+    "server_error",
+    "http_error",
+    "rpc_error",
+    "range_too_large",
+    "timeout",
+    "transport",
+    "malformed",
+];

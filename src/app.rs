@@ -1,0 +1,358 @@
+//! The composition root: pools, migrations, one arbiter per chain pipeline, the API and the
+//! operations listener, and graceful shutdown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use actix::prelude::*;
+use alloy::primitives::{Address, B256};
+use alloy::rpc::types::Filter;
+use anyhow::{bail, Context as _};
+use chainsync_actors::listener::evm::{EvmListener, EvmListenerSettings};
+use chainsync_actors::listener::rpc::{Endpoint, EvmRpc, LogsAnswer};
+use chainsync_actors::metrics::METRICS;
+use chainsync_actors::reconciler::Reconciler;
+use chainsync_actors::writer::{self, store, StoreWriter};
+use sqlx::{PgPool, Row};
+
+use crate::config::{Config, EvmChainConfig};
+use crate::redact::SecretUrl;
+use crate::telemetry::{ChainState, Readiness};
+use crate::{api, db, telemetry};
+
+/// The database URL to use: `DATABASE_URL` is already applied by the configuration loader.
+fn database_url(config: &Config) -> String {
+    config.database.url.expose().to_owned()
+}
+
+fn endpoint(url: &SecretUrl) -> anyhow::Result<Endpoint> {
+    Ok(Endpoint {
+        url: url
+            .expose()
+            .parse()
+            .with_context(|| format!("invalid URL {}", url.redacted()))?,
+        redacted: url.redacted(),
+    })
+}
+
+fn listener_settings(chain: &EvmChainConfig) -> anyhow::Result<EvmListenerSettings> {
+    Ok(EvmListenerSettings {
+        chain: chain.name.clone(),
+        chain_id: chain.chain_id,
+        endpoints: chain
+            .rpc_urls
+            .iter()
+            .map(endpoint)
+            .collect::<anyhow::Result<_>>()?,
+        ws_endpoint: chain.ws_url.as_ref().map(endpoint).transpose()?,
+        poll_interval: chain.poll_interval,
+        max_block_range: chain.max_block_range,
+        requests_per_second: chain.requests_per_second,
+        reorg_window: chain.reorg_window,
+        contracts: chain
+            .contracts
+            .iter()
+            .map(|c| (c.address, c.role.as_str().to_owned(), c.start_block))
+            .collect(),
+        rpc_attempts: chainsync_actors::listener::rpc::MAX_ATTEMPTS,
+    })
+}
+
+/// `chainsync migrate`.
+pub async fn migrate(config: &Config, url_override: Option<String>) -> anyhow::Result<()> {
+    let url = url_override.unwrap_or_else(|| database_url(config));
+    let pool = db::connect(&url, 2, config.database.statement_timeout, false).await?;
+    let applied = db::migrate(&pool).await?;
+    println!(
+        "migrations: {applied} applied, {} known",
+        db::MIGRATOR.iter().count()
+    );
+    Ok(())
+}
+
+/// Checks the node serves the configured chain and records its identity (or refuses a
+/// database that belongs to another chain).
+async fn check_identity(pool: &PgPool, settings: &EvmListenerSettings) -> anyhow::Result<()> {
+    let rpc = EvmRpc::new(
+        &settings.chain,
+        settings.endpoints.clone(),
+        settings.requests_per_second,
+    );
+    let chain_id = rpc.chain_id().await?;
+    if chain_id != settings.chain_id {
+        bail!(
+            "chain {}: the node at {} reports chain id {chain_id}, the configuration says {}",
+            settings.chain,
+            rpc.current_endpoint(),
+            settings.chain_id
+        );
+    }
+    let genesis = rpc.genesis_hash().await?;
+    let mut conn = pool.acquire().await?;
+    store::ensure_evm_identity(&mut conn, &settings.chain, chain_id, genesis).await?;
+    let contracts: Vec<(Address, String, u64, Option<B256>)> = settings
+        .contracts
+        .iter()
+        .map(|(address, role, start)| (*address, role.clone(), *start, None))
+        .collect();
+    store::register_contracts(&mut conn, &settings.chain, &contracts).await?;
+    Ok(())
+}
+
+/// Starts one chain's pipeline on its own arbiter once this instance holds the chain's lock.
+async fn start_evm_chain(
+    settings: EvmListenerSettings,
+    pool: PgPool,
+    database_url: String,
+    readiness: Readiness,
+) -> anyhow::Result<Arbiter> {
+    let chain = settings.chain.clone();
+    let max_silence = (settings.poll_interval * 10).max(Duration::from_secs(120));
+    readiness.set(&chain, ChainState::Starting, max_silence);
+    check_identity(&pool, &settings).await?;
+    readiness.set(&chain, ChainState::Standby, max_silence);
+    let conn = writer::connect_and_lock(&database_url, &chain).await?;
+    let roles: HashMap<Address, String> = settings
+        .contracts
+        .iter()
+        .map(|(address, role, _)| (*address, role.clone()))
+        .collect();
+    // Each chain gets its own arbiter (thread): a slow chain never stalls another.
+    let arbiter = Arbiter::new();
+    let handle = arbiter.handle();
+    let writer_chain = chain.clone();
+    let writer = StoreWriter::start_in_arbiter(&handle, move |_| {
+        StoreWriter::new(writer_chain, database_url, conn, roles)
+    });
+    let reconciler =
+        Reconciler::start_in_arbiter(&handle, move |_| Reconciler::new(writer.recipient()));
+    let sink = reconciler.recipient();
+    Supervisor::start_in_arbiter(&handle, move |_| EvmListener::new(settings, pool, sink));
+    readiness.set(&chain, ChainState::Active, max_silence);
+    tracing::info!(chain = %chain, "chain pipeline started");
+    Ok(arbiter)
+}
+
+/// `chainsync run`: until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let url = database_url(&config);
+    let pool = db::connect(
+        &url,
+        config.database.max_connections,
+        config.database.statement_timeout,
+        false,
+    )
+    .await?;
+    let applied = db::migrate(&pool).await?;
+    tracing::info!(applied, "database migrations checked");
+    let api_pool = db::connect(
+        &url,
+        config.database.api_max_connections,
+        config.database.statement_timeout,
+        true,
+    )
+    .await?;
+
+    for chain in &config.evm {
+        let roles: Vec<&str> = chain.contracts.iter().map(|c| c.role.as_str()).collect();
+        let mut roles = roles;
+        roles.push("producer");
+        roles.sort_unstable();
+        roles.dedup();
+        METRICS.init_evm_chain(&chain.name, &roles);
+    }
+
+    let readiness = Readiness::default();
+    let ops = telemetry::serve_ops(config.metrics.listen, pool.clone(), readiness.clone())
+        .with_context(|| format!("cannot listen on {} for /metrics", config.metrics.listen))?;
+    let ops_handle = ops.handle();
+    actix::spawn(ops);
+    let api_server = api::serve(config.api.listen, api_pool)
+        .with_context(|| format!("cannot listen on {} for the API", config.api.listen))?;
+    let api_handle = api_server.handle();
+    actix::spawn(api_server);
+    tracing::info!(api = %format!("http://{}", config.api.listen),
+        metrics = %format!("http://{}/metrics", config.metrics.listen), "serving");
+
+    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let arbiters = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Arbiter>::new()));
+    for chain in &config.evm {
+        let settings = listener_settings(chain)?;
+        let pool = pool.clone();
+        let url = url.clone();
+        let readiness = readiness.clone();
+        let arbiters = arbiters.clone();
+        let failed = failed_tx.clone();
+        actix::spawn(async move {
+            let name = settings.chain.clone();
+            match start_evm_chain(settings, pool, url, readiness).await {
+                Ok(arbiter) => {
+                    if let Ok(mut list) = arbiters.lock() {
+                        list.push(arbiter);
+                    }
+                }
+                Err(err) => {
+                    let _ = failed.send(format!("chain {name}: {err:#}"));
+                }
+            }
+        });
+    }
+    drop(failed_tx);
+
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let outcome = tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = terminate.recv() => Ok(()),
+        Some(reason) = failed_rx.recv() => Err(anyhow::anyhow!(reason)),
+    };
+    tracing::info!("shutting down");
+    api_handle.stop(true).await;
+    ops_handle.stop(true).await;
+    if let Ok(list) = arbiters.lock() {
+        for arbiter in list.iter() {
+            arbiter.stop();
+        }
+    }
+    pool.close().await;
+    outcome
+}
+
+/// `chainsync rewind`: refuses while another process indexes the chain.
+pub async fn rewind(config: &Config, chain: &str, to: u64) -> anyhow::Result<()> {
+    let url = database_url(config);
+    let pool = db::connect(&url, 2, config.database.statement_timeout, false).await?;
+    db::migrate(&pool).await?;
+    let mut conn = pool.acquire().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+        .bind(format!("chainsync:chain:{chain}"))
+        .fetch_one(&mut *conn)
+        .await?;
+    if !locked {
+        bail!("chain {chain} is being indexed by a running chainsync; stop it before rewinding");
+    }
+    let known: bool = sqlx::query_scalar("SELECT exists(SELECT 1 FROM chains WHERE name = $1)")
+        .bind(chain)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !known {
+        bail!("chain {chain} is not in this database");
+    }
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let removed = store::rewind_chain(&mut tx, chain, to).await?;
+    sqlx::query("UPDATE chain_status SET halted_reason = NULL WHERE chain = $1")
+        .bind(chain)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    println!("chain {chain}: rewound to block {to}; {removed} logs above it marked removed and will be derived again");
+    Ok(())
+}
+
+/// One log identity: (block hash, tx hash, log index).
+type LogKey = (Vec<u8>, Vec<u8>, i64);
+
+/// `chainsync verify`: stored non-removed logs versus the node's `eth_getLogs`.
+pub async fn verify(config: &Config, chain: &str, from: u64, to: u64) -> anyhow::Result<bool> {
+    let chain_config = config
+        .evm
+        .iter()
+        .find(|c| c.name == chain)
+        .with_context(|| format!("chain {chain} is not in the configuration"))?;
+    let settings = listener_settings(chain_config)?;
+    let url = database_url(config);
+    let pool = db::connect(&url, 2, config.database.statement_timeout, true).await?;
+    let rows = sqlx::query(
+        "SELECT address, start_block FROM contract_cursors WHERE chain = $1",
+    )
+    .bind(chain)
+    .fetch_all(&pool)
+    .await?;
+    let contracts: Vec<(Address, u64)> = rows
+        .iter()
+        .map(|r| {
+            let address: Vec<u8> = r.get("address");
+            let start: i64 = r.get("start_block");
+            (Address::from_slice(&address), u64::try_from(start).unwrap_or(0))
+        })
+        .collect();
+    if contracts.is_empty() {
+        bail!("chain {chain} has no contracts in this database; nothing to verify");
+    }
+    let rpc = EvmRpc::new(chain, settings.endpoints.clone(), settings.requests_per_second);
+    let starts: HashMap<Address, u64> = contracts.iter().copied().collect();
+    let addresses: Vec<Address> = contracts.iter().map(|c| c.0).collect();
+    let mut node: BTreeMap<LogKey, u32> = BTreeMap::new();
+    let mut span = settings.max_block_range.max(1);
+    let mut start = from;
+    while start <= to {
+        let end = to.min(start + span - 1);
+        let filter = Filter::new()
+            .address(addresses.clone())
+            .from_block(start)
+            .to_block(end);
+        match rpc.logs(&filter).await? {
+            LogsAnswer::Logs(logs) => {
+                for log in logs.into_iter().filter(|l| !l.removed) {
+                    let number = log.block_number.unwrap_or(0);
+                    if starts.get(&log.inner.address).is_some_and(|s| number < *s) {
+                        continue;
+                    }
+                    let key = (
+                        log.block_hash.unwrap_or_default().to_vec(),
+                        log.transaction_hash.unwrap_or_default().to_vec(),
+                        i64::try_from(log.log_index.unwrap_or(0)).unwrap_or(i64::MAX),
+                    );
+                    *node.entry(key).or_default() += 1;
+                }
+                start = end + 1;
+            }
+            LogsAnswer::RangeRefused(_) => span = (span / 2).max(1),
+        }
+    }
+    let stored_rows = sqlx::query(
+        "SELECT block_hash, tx_hash, log_index::bigint AS log_index FROM evm_logs
+         WHERE chain = $1 AND NOT removed AND block_number BETWEEN $2 AND $3",
+    )
+    .bind(chain)
+    .bind(i64::try_from(from).unwrap_or(i64::MAX))
+    .bind(i64::try_from(to).unwrap_or(i64::MAX))
+    .fetch_all(&pool)
+    .await?;
+    let mut stored: BTreeMap<LogKey, u32> = BTreeMap::new();
+    for row in &stored_rows {
+        let key = (row.get("block_hash"), row.get("tx_hash"), row.get("log_index"));
+        *stored.entry(key).or_default() += 1;
+    }
+    // The same (tx, log index) stored twice under different blocks is a duplicate event.
+    let duplicates: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT tx_hash, log_index FROM evm_logs
+           WHERE chain = $1 AND NOT removed AND block_number BETWEEN $2 AND $3
+           GROUP BY tx_hash, log_index HAVING count(*) > 1) d",
+    )
+    .bind(chain)
+    .bind(i64::try_from(from).unwrap_or(i64::MAX))
+    .bind(i64::try_from(to).unwrap_or(i64::MAX))
+    .fetch_one(&pool)
+    .await?;
+    let missing: Vec<&LogKey> = node.keys().filter(|k| !stored.contains_key(*k)).collect();
+    let extra: Vec<&LogKey> = stored.keys().filter(|k| !node.contains_key(*k)).collect();
+    println!(
+        "chain {chain} blocks {from}..={to}: node {} logs, stored {} logs; missing {}, extra {}, duplicate {}",
+        node.len(),
+        stored_rows.len(),
+        missing.len(),
+        extra.len(),
+        duplicates
+    );
+    for (label, keys) in [("missing", &missing), ("extra", &extra)] {
+        for (block, tx, index) in keys.iter().take(20) {
+            println!(
+                "  {label}: block 0x{} tx 0x{} log {index}",
+                hex::encode(block),
+                hex::encode(tx)
+            );
+        }
+    }
+    Ok(missing.is_empty() && extra.is_empty() && duplicates == 0)
+}
