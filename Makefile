@@ -51,5 +51,5 @@ tools: ## Install what is missing (Debian packages, Node.js, anvil); see scripts
 	scripts/install.sh
 
 clean-local: ## Stop the private Postgres cluster and delete .local/ (devnet state, logs)
-	source scripts/lib.sh && stop_private_pg
+	source scripts/lib.sh && SCRIPT_NAME=clean-local && stop_private_pg
 	rm -rf .local

@@ -26,8 +26,9 @@ APT_UPDATED=0
 apt_install() {
   local sudo=()
   if [[ $EUID -ne 0 ]]; then
-    command -v sudo >/dev/null && sudo -n true 2>/dev/null ||
+    if ! command -v sudo >/dev/null || ! sudo -n true 2>/dev/null; then
       die "missing Debian packages: $*; install them with: sudo apt-get install --no-install-recommends $*"
+    fi
     sudo=(sudo -n)
   fi
   say "installing Debian packages: $*"
@@ -50,13 +51,15 @@ step_debian() {
     deb_installed "$pkg" || missing+=("$pkg")
   done
   command -v curl >/dev/null || missing+=(curl)
-  command -v psql >/dev/null && command -v pg_isready >/dev/null || missing+=(postgresql-client)
+  if ! command -v psql >/dev/null || ! command -v pg_isready >/dev/null; then
+    missing+=(postgresql-client)
+  fi
   command -v ps >/dev/null || missing+=(procps)
   [[ ${#missing[@]} -eq 0 ]] || apt_install "${missing[@]}"
 }
 
 step_node() {
-  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then apt_install nodejs npm; fi
 }
 
 step_anvil() {

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # the scripts that source this file use its variables
 # Helpers shared by the scripts in this directory: paths, messages, Postgres discovery and the
 # bookkeeping of background processes. Source it (after `set -euo pipefail`); it does nothing on
 # its own.
@@ -15,12 +15,14 @@ ANVIL_BIN="$REPO_ROOT/devnet/node_modules/.bin/anvil"
 
 # These ports match config/default.toml; change them there and here together.
 ANVIL_PORT=8545
+API_PORT=8080
+METRICS_PORT=9100
 ANVIL_URL="http://127.0.0.1:$ANVIL_PORT"
-API_URL="http://127.0.0.1:8080"
-METRICS_URL="http://127.0.0.1:9100/metrics"
+API_URL="http://127.0.0.1:$API_PORT"
+METRICS_URL="http://127.0.0.1:$METRICS_PORT/metrics"
 
 # The Postgres server on this machine's standard port, tried when DATABASE_URL is not set.
-LOCAL_PG_URL="postgres://postgres@127.0.0.1:5432"
+LOCAL_PG_PORT=5432
 # The first port tried for the private cluster in .local/pg.
 PRIVATE_PG_FIRST_PORT=55432
 DEVNET_DATABASE=chainsync_devnet
@@ -35,6 +37,13 @@ die() {
 
 # True when something accepts TCP connections on 127.0.0.1:PORT.
 port_in_use() { (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Fails with a clear message when 127.0.0.1:PORT is taken; WHAT names who needs it.
+require_free_port() {
+  if port_in_use "$1"; then
+    die "127.0.0.1:$1 ($2) is already taken, perhaps by an earlier run; stop that process and retry ('ss -ltnp \"sport = :$1\"' shows it)"
+  fi
+}
 
 # True while PID runs (a zombie that nobody has reaped yet counts as gone).
 alive() {
@@ -103,7 +112,7 @@ as_pg_owner() {
 }
 
 private_pg_running() {
-  [[ -f $PG_DIR/data/PG_VERSION && -f $PG_DIR/port ]] || return 1
+  [[ -f $PG_DIR/data/PG_VERSION ]] || return 1
   as_pg_owner "$(pg_bindir)/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1
 }
 
@@ -142,7 +151,6 @@ start_private_pg() {
       show_log_tail "$PG_DIR/postgres.log"
       die "the private Postgres cluster did not start"
     }
-  printf '%s\n' "$port" >"$PG_DIR/port"
 }
 
 # Stops the private cluster if it runs; waits until it has.
@@ -152,8 +160,9 @@ stop_private_pg() {
   as_pg_owner "$(pg_bindir)/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 30 stop >/dev/null
 }
 
-# The postmaster's PID, read from its lock file.
-private_pg_pid() { head -n 1 "$PG_DIR/data/postmaster.pid"; }
+# The running postmaster's PID and port, from lines 1 and 4 of its lock file.
+private_pg_pid() { sed -n 1p "$PG_DIR/data/postmaster.pid"; }
+private_pg_port() { sed -n 4p "$PG_DIR/data/postmaster.pid"; }
 
 # Finds a Postgres server and sets PG_SERVER_URL (no database name) and PG_STARTED_PRIVATE
 # (1 when this call started the private cluster, which the caller then stops). In order:
@@ -162,16 +171,16 @@ ensure_postgres() {
   PG_STARTED_PRIVATE=0
   if [[ -n ${DATABASE_URL:-} ]]; then
     PG_SERVER_URL=$(pg_server_url "$DATABASE_URL")
-    say "using the Postgres server of DATABASE_URL"
-  elif pg_isready -q -h 127.0.0.1 -p 5432 -t 3; then
-    PG_SERVER_URL=$LOCAL_PG_URL
-    say "using Postgres on 127.0.0.1:5432"
+    say "using the Postgres server of DATABASE_URL ($(redact_url "$PG_SERVER_URL"))"
+  elif pg_isready -q -h 127.0.0.1 -p "$LOCAL_PG_PORT" -t 3; then
+    PG_SERVER_URL="postgres://postgres@127.0.0.1:$LOCAL_PG_PORT"
+    say "using Postgres on 127.0.0.1:$LOCAL_PG_PORT"
   else
     if ! private_pg_running; then
       start_private_pg
       PG_STARTED_PRIVATE=1
     fi
-    PG_SERVER_URL="postgres://postgres@127.0.0.1:$(cat "$PG_DIR/port")"
+    PG_SERVER_URL="postgres://postgres@127.0.0.1:$(private_pg_port)"
     say "using the private Postgres cluster on ${PG_SERVER_URL#*@}"
   fi
   psql "$(pg_database_url "$PG_SERVER_URL" postgres)" -qAt -c 'select 1' >/dev/null ||
@@ -183,7 +192,8 @@ redact_url() { sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }
 
 # Runs one SQL statement against the `postgres` database of the server.
 pg_admin_sql() {
-  psql "$(pg_database_url "$PG_SERVER_URL" postgres)" -qAt -v ON_ERROR_STOP=1 -c "$1" >/dev/null
+  PGOPTIONS="-c client_min_messages=warning" \
+    psql "$(pg_database_url "$PG_SERVER_URL" postgres)" -qAt -v ON_ERROR_STOP=1 -c "$1" >/dev/null
 }
 
 # Creates database DB unless it exists.
@@ -272,7 +282,7 @@ wait_for() {
 # The devnet
 
 # Traffic generator settings; the same seed replays the same traffic on a new chain.
-TRAFFIC_SEED=${TRAFFIC_SEED:-1}
+TRAFFIC_SEED=${TRAFFIC_SEED:-42}
 TRAFFIC_RATE=${TRAFFIC_RATE:-2}
 
 # Starts anvil on 127.0.0.1:8545 with one-second blocks, deploys the test contracts to
@@ -280,9 +290,7 @@ TRAFFIC_RATE=${TRAFFIC_RATE:-2}
 start_devnet() {
   [[ -x $ANVIL_BIN ]] || die "anvil is not installed (devnet/node_modules): run 'make tools'"
   [[ -x $CHAINSYNC_BIN ]] || die "${CHAINSYNC_BIN#"$REPO_ROOT"/} is missing: run 'make build'"
-  if port_in_use "$ANVIL_PORT"; then
-    die "127.0.0.1:$ANVIL_PORT is already taken (another anvil or devnet?); stop that process and retry ('ss -ltnp sport = :$ANVIL_PORT' shows it)"
-  fi
+  require_free_port "$ANVIL_PORT" anvil
   : >"$DEVNET_DIR/anvil.log"
   start_child anvil "$DEVNET_DIR/anvil.log" \
     "$ANVIL_BIN" --host 127.0.0.1 --port "$ANVIL_PORT" --block-time 1
@@ -310,7 +318,10 @@ supervise_children() {
   while [[ ${#CHILD_NAMES[@]} -gt 0 ]]; do
     status=0 pid=""
     wait -n -p pid "${!CHILD_NAMES[@]}" || status=$?
-    [[ -n $pid ]] || continue
+    if [[ -z $pid ]]; then
+      say "lost track of the background processes (wait status $status)"
+      return 1
+    fi
     name=${CHILD_NAMES[$pid]}
     unset "CHILD_NAMES[$pid]"
     if [[ $name == traffic ]]; then
@@ -318,7 +329,7 @@ supervise_children() {
       show_log_tail "$DEVNET_DIR/traffic.log"
       continue
     fi
-    [[ $name == anvil ]] && show_log_tail "$DEVNET_DIR/anvil.log"
+    if [[ $name == anvil ]]; then show_log_tail "$DEVNET_DIR/anvil.log"; fi
     say "$name exited (status $status); stopping the rest"
     return "$status"
   done

@@ -30,6 +30,9 @@ trap 'exit 143' TERM
 trap 'exit 129' HUP
 
 [[ -x $CHAINSYNC_BIN ]] || die "${CHAINSYNC_BIN#"$REPO_ROOT"/} is missing: run 'make run' (it builds first)"
+require_free_port "$ANVIL_PORT" anvil
+require_free_port "$API_PORT" "chainsync API"
+require_free_port "$METRICS_PORT" "chainsync metrics"
 mkdir -p "$DEVNET_DIR"
 : >"$PIDS_FILE"
 

@@ -199,8 +199,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     drop(failed_tx);
 
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let outcome = tokio::select! {
         _ = tokio::signal::ctrl_c() => Ok(()),
         _ = terminate.recv() => Ok(()),
@@ -262,24 +261,29 @@ pub async fn verify(config: &Config, chain: &str, from: u64, to: u64) -> anyhow:
     let settings = listener_settings(chain_config)?;
     let url = database_url(config);
     let pool = db::connect(&url, 2, config.database.statement_timeout, true).await?;
-    let rows = sqlx::query(
-        "SELECT address, start_block FROM contract_cursors WHERE chain = $1",
-    )
-    .bind(chain)
-    .fetch_all(&pool)
-    .await?;
+    let rows = sqlx::query("SELECT address, start_block FROM contract_cursors WHERE chain = $1")
+        .bind(chain)
+        .fetch_all(&pool)
+        .await?;
     let contracts: Vec<(Address, u64)> = rows
         .iter()
         .map(|r| {
             let address: Vec<u8> = r.get("address");
             let start: i64 = r.get("start_block");
-            (Address::from_slice(&address), u64::try_from(start).unwrap_or(0))
+            (
+                Address::from_slice(&address),
+                u64::try_from(start).unwrap_or(0),
+            )
         })
         .collect();
     if contracts.is_empty() {
         bail!("chain {chain} has no contracts in this database; nothing to verify");
     }
-    let rpc = EvmRpc::new(chain, settings.endpoints.clone(), settings.requests_per_second);
+    let rpc = EvmRpc::new(
+        chain,
+        settings.endpoints.clone(),
+        settings.requests_per_second,
+    );
     let starts: HashMap<Address, u64> = contracts.iter().copied().collect();
     let addresses: Vec<Address> = contracts.iter().map(|c| c.0).collect();
     let mut node: BTreeMap<LogKey, u32> = BTreeMap::new();
@@ -321,7 +325,11 @@ pub async fn verify(config: &Config, chain: &str, from: u64, to: u64) -> anyhow:
     .await?;
     let mut stored: BTreeMap<LogKey, u32> = BTreeMap::new();
     for row in &stored_rows {
-        let key = (row.get("block_hash"), row.get("tx_hash"), row.get("log_index"));
+        let key = (
+            row.get("block_hash"),
+            row.get("tx_hash"),
+            row.get("log_index"),
+        );
         *stored.entry(key).or_default() += 1;
     }
     // The same (tx, log index) stored twice under different blocks is a duplicate event.

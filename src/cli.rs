@@ -9,7 +9,13 @@ use clap::{Parser, Subcommand};
 #[command(name = "chainsync", version, about)]
 pub struct Cli {
     /// Configuration file.
-    #[arg(long, short, global = true, env = "CHAINSYNC_CONFIG", default_value = "config/default.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "CHAINSYNC_CONFIG",
+        default_value = "config/default.toml"
+    )]
     pub config: PathBuf,
     /// What to do.
     #[command(subcommand)]

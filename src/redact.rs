@@ -92,14 +92,14 @@ pub fn redact_url(s: &str) -> String {
 /// [`redact_url`], leaving the rest of the text alone.
 ///
 /// A URL is recognised by its `scheme://` and runs to the next whitespace, quote, backtick or angle
-/// bracket; erring towards a longer match only hides more.
+/// bracket, less any closing punctuation at its end; erring towards a longer match only hides more.
 ///
 /// ```
 /// use chainsync::redact::redact_urls_in_text;
 ///
 /// assert_eq!(
 ///     redact_urls_in_text("error sending request for url (https://node.example/v2/KEY): timed out"),
-///     "error sending request for url (https://node.example/***"
+///     "error sending request for url (https://node.example/***): timed out"
 /// );
 /// assert_eq!(redact_urls_in_text("no url here"), "no url here");
 /// ```
@@ -113,9 +113,14 @@ pub fn redact_urls_in_text(text: &str) -> String {
             .take_while(|&(_, c)| is_scheme_char(c))
             .last()
             .map_or(marker, |(i, _)| i);
-        let url_end = rest[marker..]
+        let token_end = rest[marker..]
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>'))
             .map_or(rest.len(), |offset| marker + offset);
+        // Punctuation closing the sentence or a bracket ("(see https://h/x)." ) stays outside.
+        let url_end = marker
+            + rest[marker..token_end]
+                .trim_end_matches(TRAILING_PUNCTUATION)
+                .len();
         out.push_str(&rest[..scheme_start]);
         out.push_str(&redact_url(&rest[scheme_start..url_end]));
         rest = &rest[url_end..];
@@ -123,6 +128,9 @@ pub fn redact_urls_in_text(text: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// Characters that end a URL found in text when they are its last ones.
+const TRAILING_PUNCTUATION: &[char] = &[')', ']', '}', '.', ',', ';', ':', '!', '?'];
 
 fn is_scheme(s: &str) -> bool {
     let mut chars = s.chars();
@@ -235,12 +243,21 @@ mod tests {
     #[test]
     fn keeps_scheme_host_and_port_only() {
         let cases = [
-            ("https://eth-mainnet.example/v2/SECRET", "https://eth-mainnet.example/***"),
+            (
+                "https://eth-mainnet.example/v2/SECRET",
+                "https://eth-mainnet.example/***",
+            ),
             ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
             ("http://127.0.0.1:8545/", "http://127.0.0.1:8545/"),
-            ("https://node.example?apikey=SECRET", "https://node.example?***"),
+            (
+                "https://node.example?apikey=SECRET",
+                "https://node.example?***",
+            ),
             ("https://node.example/#SECRET", "https://node.example/#***"),
-            ("postgres://postgres@127.0.0.1:5432/chainsync", "postgres://***@127.0.0.1:5432/***"),
+            (
+                "postgres://postgres@127.0.0.1:5432/chainsync",
+                "postgres://***@127.0.0.1:5432/***",
+            ),
             ("postgres://u:p@ss@db/x", "postgres://***@db/***"),
             ("wss://[::1]:8546/ws/SECRET", "wss://[::1]:8546/***"),
             ("https://SECRET@", "https://***@"),
@@ -258,7 +275,9 @@ mod tests {
     #[test]
     fn redacts_urls_inside_text() {
         assert_eq!(
-            redact_urls_in_text(r#"invalid type: string "https://x.example/v2/SECRET", expected u64"#),
+            redact_urls_in_text(
+                r#"invalid type: string "https://x.example/v2/SECRET", expected u64"#
+            ),
             r#"invalid type: string "https://x.example/***", expected u64"#
         );
         assert_eq!(
@@ -266,6 +285,14 @@ mod tests {
             "a wss://h/*** and http://***@h2 end"
         );
         assert_eq!(redact_urls_in_text("trailing ://SECRET"), "trailing ***");
+        assert_eq!(
+            redact_urls_in_text("(see https://h/SECRET)."),
+            "(see https://h/***)."
+        );
+        assert_eq!(
+            redact_urls_in_text("at https://h:1, then"),
+            "at https://h:1, then"
+        );
         assert_eq!(redact_urls_in_text("é://SECRET ok"), "é*** ok");
     }
 

@@ -18,7 +18,7 @@ finished=0
 
 fail() {
   say "FAILED: $*"
-  show_log_tail "$RUN_LOG"
+  if [[ -n $run_pid ]]; then show_log_tail "$RUN_LOG"; fi
   echo "smoke: 0 passed, 1 failed"
   exit 1
 }
@@ -43,7 +43,7 @@ trap clean_up EXIT
 # The PID run.sh recorded for NAME.
 recorded_pid() { awk -v name="$1" '$1 == name { print $2 }' "$PIDS_FILE" 2>/dev/null; }
 
-for port in "$ANVIL_PORT" 8080 9100; do
+for port in "$ANVIL_PORT" "$API_PORT" "$METRICS_PORT"; do
   if port_in_use "$port"; then fail "127.0.0.1:$port is already taken before the test started"; fi
 done
 
@@ -61,7 +61,7 @@ say "started make run (pid $run_pid, output in ${RUN_LOG#"$REPO_ROOT"/})"
 
 deadline=$((SECONDS + READY_DEADLINE))
 until rpc_block_number "$ANVIL_URL" >/dev/null; do
-  alive "$run_pid" || fail "make run exited before anvil answered"
+  alive "$run_pid" || fail "make run exited before anvil answered (its output is below)"
   ((SECONDS < deadline)) || fail "anvil did not answer on $ANVIL_URL within ${READY_DEADLINE}s"
   sleep 0.5
 done
@@ -76,7 +76,7 @@ chainsync_seen=$SECONDS
 until curl -sf -m 2 -o /dev/null "$METRICS_URL"; do
   alive "$chainsync_pid" || fail "chainsync exited after $((SECONDS - chainsync_seen))s"
   # While the binary serves no metrics listener at all, staying up for 5 s is the readiness sign.
-  if ! port_in_use 9100 && ((SECONDS - chainsync_seen >= 5)); then
+  if ! port_in_use "$METRICS_PORT" && ((SECONDS - chainsync_seen >= 5)); then
     say "nothing listens on $METRICS_URL; chainsync stayed up for 5 s"
     break
   fi

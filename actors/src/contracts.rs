@@ -211,16 +211,20 @@ pub fn decode_log(log: &PrimitiveLog) -> DecodeOutcome {
                    "settledAmount": e.settledAmount.to_string(), "returnedAmount": e.returnedAmount.to_string(),
                    "trigger": e.trigger})
         }),
-        PartialClaim::SIGNATURE_HASH => decode_as::<PartialClaim>(log, Domain, |e| {
-            json!({"lockId": hex_b256(&e.lockId), "recipient": hex_addr(&e.recipient), "amount": e.amount.to_string()})
-        }),
+        PartialClaim::SIGNATURE_HASH => decode_as::<PartialClaim>(
+            log,
+            Domain,
+            |e| json!({"lockId": hex_b256(&e.lockId), "recipient": hex_addr(&e.recipient), "amount": e.amount.to_string()}),
+        ),
         ProducerBatchClaim::SIGNATURE_HASH => decode_as::<ProducerBatchClaim>(log, Domain, |e| {
             json!({"producer": hex_addr(&e.producer), "totalClaimed": e.totalClaimed.to_string(),
                    "streamCount": e.streamCount.to_string()})
         }),
-        EmergencyWithdraw::SIGNATURE_HASH => decode_as::<EmergencyWithdraw>(log, Domain, |e| {
-            json!({"lockId": hex_b256(&e.lockId), "user": hex_addr(&e.user), "amount": e.amount.to_string()})
-        }),
+        EmergencyWithdraw::SIGNATURE_HASH => decode_as::<EmergencyWithdraw>(
+            log,
+            Domain,
+            |e| json!({"lockId": hex_b256(&e.lockId), "user": hex_addr(&e.user), "amount": e.amount.to_string()}),
+        ),
         CustomerPlanStreamCreated::SIGNATURE_HASH => {
             decode_as::<CustomerPlanStreamCreated>(log, Domain, |e| {
                 json!({"customerPlanId": e.customerPlanId.to_string(), "lockId": hex_b256(&e.lockId),
@@ -249,15 +253,19 @@ pub fn decode_log(log: &PrimitiveLog) -> DecodeOutcome {
         Unpaused::SIGNATURE_HASH => {
             decode_as::<Unpaused>(log, Admin, |e| json!({"account": hex_addr(&e.account)}))
         }
-        Upgraded::SIGNATURE_HASH => decode_as::<Upgraded>(log, Admin, |e| {
-            json!({"implementation": hex_addr(&e.implementation)})
-        }),
+        Upgraded::SIGNATURE_HASH => decode_as::<Upgraded>(
+            log,
+            Admin,
+            |e| json!({"implementation": hex_addr(&e.implementation)}),
+        ),
         Initialized::SIGNATURE_HASH => {
             decode_as::<Initialized>(log, Admin, |e| json!({"version": e.version.to_string()}))
         }
-        OwnershipTransferred::SIGNATURE_HASH => decode_as::<OwnershipTransferred>(log, Admin, |e| {
-            json!({"previousOwner": hex_addr(&e.previousOwner), "newOwner": hex_addr(&e.newOwner)})
-        }),
+        OwnershipTransferred::SIGNATURE_HASH => decode_as::<OwnershipTransferred>(
+            log,
+            Admin,
+            |e| json!({"previousOwner": hex_addr(&e.previousOwner), "newOwner": hex_addr(&e.newOwner)}),
+        ),
         CustomerPlanWithStreamCreated::SIGNATURE_HASH => {
             decode_as::<CustomerPlanWithStreamCreated>(log, Domain, |e| {
                 json!({"customerPlanId": e.customerPlanId.to_string(), "streamLockId": hex_b256(&e.streamLockId),
@@ -344,8 +352,10 @@ mod tests {
         assert!(format!("{:#x}", Paused::SIGNATURE_HASH).starts_with("0x62e78cea"));
         assert!(format!("{:#x}", Unpaused::SIGNATURE_HASH).starts_with("0x5db9ee0a"));
         assert!(format!("{:#x}", Upgraded::SIGNATURE_HASH).starts_with("0xbc7cd75a"));
-        assert!(format!("{:#x}", CustomerPlanWithStreamCreated::SIGNATURE_HASH)
-            .starts_with("0xb066f251"));
+        assert!(
+            format!("{:#x}", CustomerPlanWithStreamCreated::SIGNATURE_HASH)
+                .starts_with("0xb066f251")
+        );
         assert_eq!(known_topics().len(), EVENT_NAMES.len());
     }
 

@@ -83,7 +83,9 @@ impl Error {
             Error::Inconsistent { .. } => true,
             Error::Db { source, .. } => !matches!(
                 source,
-                sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. }
+                sqlx::Error::ColumnDecode { .. }
+                    | sqlx::Error::Decode(_)
+                    | sqlx::Error::TypeNotFound { .. }
             ),
             Error::Mailbox { .. } => true,
             Error::IdentityMismatch { .. } | Error::ForkBeyondWindow { .. } => false,

@@ -223,7 +223,9 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         for outcome in ["ok", "retry", "failed"] {
-            metrics.webhook_deliveries_total.with_label_values(&[outcome]);
+            metrics
+                .webhook_deliveries_total
+                .with_label_values(&[outcome]);
         }
         metrics
     }
@@ -281,10 +283,7 @@ pub fn render() -> String {
     let encoder = prometheus::TextEncoder::new();
     let mut buffer = Vec::new();
     // Encoding into a Vec cannot fail for well-formed metric families.
-    if encoder
-        .encode(&prometheus::gather(), &mut buffer)
-        .is_err()
-    {
+    if encoder.encode(&prometheus::gather(), &mut buffer).is_err() {
         return String::new();
     }
     String::from_utf8(buffer).unwrap_or_default()

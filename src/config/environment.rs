@@ -44,7 +44,9 @@ impl Overridden {
     pub(super) fn variable_for(&self, key: &str) -> Option<&str> {
         self.0.iter().find_map(|(overridden_key, variable)| {
             let covers = key == overridden_key
-                || key.strip_prefix(overridden_key.as_str()).is_some_and(|rest| rest.starts_with(['.', '[']));
+                || key
+                    .strip_prefix(overridden_key.as_str())
+                    .is_some_and(|rest| rest.starts_with(['.', '[']));
             covers.then_some(variable.as_str())
         })
     }
@@ -63,7 +65,9 @@ pub(super) fn expand_variables(
         let path = join("", key);
         if let toml::Value::Array(entries) = value {
             for (position, entry) in entries.iter_mut().enumerate() {
-                let entry_key = names.entry_key(key, position).unwrap_or_else(|| index(&path, position));
+                let entry_key = names
+                    .entry_key(key, position)
+                    .unwrap_or_else(|| index(&path, position));
                 expand_value(entry, &entry_key, env)?;
             }
         } else {
@@ -73,7 +77,11 @@ pub(super) fn expand_variables(
     Ok(())
 }
 
-fn expand_value(value: &mut toml::Value, key: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
+fn expand_value(
+    value: &mut toml::Value,
+    key: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<()> {
     match value {
         toml::Value::String(text) => {
             if text.contains('$') {
@@ -90,7 +98,10 @@ fn expand_value(value: &mut toml::Value, key: &str, env: &dyn Fn(&str) -> Option
                 expand_value(item, &join(key, child), env)?;
             }
         }
-        toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) | toml::Value::Datetime(_) => {}
+        toml::Value::Integer(_)
+        | toml::Value::Float(_)
+        | toml::Value::Boolean(_)
+        | toml::Value::Datetime(_) => {}
     }
     Ok(())
 }
@@ -114,14 +125,19 @@ fn expand_string(text: &str, key: &str, env: &dyn Fn(&str) -> Option<String>) ->
             rest = escaped;
         } else if let Some(reference) = after.strip_prefix("${") {
             let Some(close) = reference.find('}') else {
-                return Err(invalid("every `${` closed by `}` (write `$${` for a literal `${`)"));
+                return Err(invalid(
+                    "every `${` closed by `}` (write `$${` for a literal `${`)",
+                ));
             };
             let variable = &reference[..close];
             if !is_variable_name(variable) {
                 return Err(invalid("`${NAME}` with NAME made of ASCII letters, digits and `_`, not starting with a digit"));
             }
             let Some(value) = env(variable) else {
-                return Err(ConfigError::MissingEnv { key: key.to_owned(), variable: variable.to_owned() });
+                return Err(ConfigError::MissingEnv {
+                    key: key.to_owned(),
+                    variable: variable.to_owned(),
+                });
             };
             expanded.push_str(&value);
             rest = &reference[close + 1..];
@@ -137,14 +153,19 @@ fn expand_string(text: &str, key: &str, env: &dyn Fn(&str) -> Option<String>) ->
 /// Whether `name` can be an environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
 pub(super) fn is_variable_name(name: &str) -> bool {
     let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// Applies the overriding environment variables to `document`, returning which keys they set.
 ///
 /// A section of the wrong type is left alone: deserialisation then reports it.
-pub(super) fn apply_overrides(document: &mut toml::Table, env: &dyn Fn(&str) -> Option<String>) -> Overridden {
+pub(super) fn apply_overrides(
+    document: &mut toml::Table,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Overridden {
     let mut overridden = Overridden::default();
     let mut set = |document: &mut toml::Table, section: &str, field: &str, variable: &str| {
         let Some(value) = env(variable) else { return };
@@ -153,7 +174,9 @@ pub(super) fn apply_overrides(document: &mut toml::Table, env: &dyn Fn(&str) -> 
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         if let toml::Value::Table(table) = table {
             table.insert(field.to_owned(), toml::Value::String(value));
-            overridden.0.push((join(section, field), variable.to_owned()));
+            overridden
+                .0
+                .push((join(section, field), variable.to_owned()));
         }
     };
     set(document, "database", "url", DATABASE_URL);
@@ -168,8 +191,14 @@ pub(super) fn apply_overrides(document: &mut toml::Table, env: &dyn Fn(&str) -> 
 
     if let Some(toml::Value::Array(chains)) = document.get_mut("evm") {
         for chain in chains {
-            let Some(table) = chain.as_table_mut() else { continue };
-            let Some(name) = table.get("name").and_then(toml::Value::as_str).map(str::to_owned) else {
+            let Some(table) = chain.as_table_mut() else {
+                continue;
+            };
+            let Some(name) = table
+                .get("name")
+                .and_then(toml::Value::as_str)
+                .map(str::to_owned)
+            else {
                 continue;
             };
             if !is_valid_name(&name) {
@@ -185,11 +214,16 @@ pub(super) fn apply_overrides(document: &mut toml::Table, env: &dyn Fn(&str) -> 
                     .map(|url| toml::Value::String(url.to_owned()))
                     .collect();
                 table.insert("rpc_urls".to_owned(), toml::Value::Array(urls));
-                overridden.0.push((join(&chain_key, "rpc_urls"), rpc_variable));
+                overridden
+                    .0
+                    .push((join(&chain_key, "rpc_urls"), rpc_variable));
             }
             let ws_variable = evm_ws_url_variable(&name);
             if let Some(url) = env(&ws_variable) {
-                table.insert("ws_url".to_owned(), toml::Value::String(url.trim().to_owned()));
+                table.insert(
+                    "ws_url".to_owned(),
+                    toml::Value::String(url.trim().to_owned()),
+                );
                 overridden.0.push((join(&chain_key, "ws_url"), ws_variable));
             }
         }
@@ -219,16 +253,24 @@ mod tests {
             ("[${EMPTY}]", "[]"),
         ];
         for (input, expected) in cases {
-            assert_eq!(expand_string(input, "k", &env).ok().as_deref(), Some(expected), "{input}");
+            assert_eq!(
+                expand_string(input, "k", &env).ok().as_deref(),
+                Some(expected),
+                "{input}"
+            );
         }
     }
 
     #[test]
     fn unset_or_malformed_references_are_errors_naming_the_key() {
-        let missing = expand_string("x${NOPE}", "evm[a].rpc_urls[0]", &env).unwrap_err();
-        assert_eq!(missing.to_string(), "evm[a].rpc_urls[0]: environment variable NOPE is not set");
+        let missing =
+            expand_string("x${NOPE}", "evm[a].rpc_urls[0]", &env).expect_err("should be rejected");
+        assert_eq!(
+            missing.to_string(),
+            "evm[a].rpc_urls[0]: environment variable NOPE is not set"
+        );
         for input in ["${KEY", "${}", "${1A}", "${A-B}"] {
-            let error = expand_string(input, "k", &env).unwrap_err();
+            let error = expand_string(input, "k", &env).expect_err("should be rejected");
             assert!(error.to_string().starts_with("k: got "), "{error}");
         }
     }

@@ -102,5 +102,7 @@ impl ConfigError {
 }
 
 fn origin_note(from_env: Option<&str>) -> String {
-    from_env.map_or_else(String::new, |variable| format!(" (value from environment variable {variable})"))
+    from_env.map_or_else(String::new, |variable| {
+        format!(" (value from environment variable {variable})")
+    })
 }

@@ -142,7 +142,11 @@ impl From<RawContractRole> for ContractRole {
 }
 
 /// Validates one `[[evm]]` entry; `key` is its key (`evm[devnet]`).
-pub(super) fn validate_chain(raw: RawEvmChain, key: &str, checker: &Checker<'_>) -> Result<EvmChainConfig> {
+pub(super) fn validate_chain(
+    raw: RawEvmChain,
+    key: &str,
+    checker: &Checker<'_>,
+) -> Result<EvmChainConfig> {
     let field = |name: &str| join(key, name);
     let name = checker.name(&field("name"), &raw.name)?;
     let chain_id = checker.integer(&field("chain_id"), Some(raw.chain_id), 0, 1..=u64::MAX)?;
@@ -152,7 +156,9 @@ pub(super) fn validate_chain(raw: RawEvmChain, key: &str, checker: &Checker<'_>)
         Some(urls) if !urls.is_empty() => urls
             .iter()
             .enumerate()
-            .map(|(position, url)| checker.url(&index(&rpc_urls_key, position), url, &["http", "https"]))
+            .map(|(position, url)| {
+                checker.url(&index(&rpc_urls_key, position), url, &["http", "https"])
+            })
             .collect::<Result<Vec<_>>>()?,
         written => {
             let value = if written.is_some() { "[]" } else { "nothing" };
@@ -189,7 +195,12 @@ pub(super) fn validate_chain(raw: RawEvmChain, key: &str, checker: &Checker<'_>)
     let reorg_window_key = field("reorg_window");
     let reorg_window = match (raw.reorg_window, confirmation) {
         (None, ConfirmationPolicy::Depth(depth)) => DEFAULT_REORG_WINDOW.max(depth),
-        (written, _) => checker.integer(&reorg_window_key, written, DEFAULT_REORG_WINDOW, 1..=REORG_WINDOW_MAX)?,
+        (written, _) => checker.integer(
+            &reorg_window_key,
+            written,
+            DEFAULT_REORG_WINDOW,
+            1..=REORG_WINDOW_MAX,
+        )?,
     };
     if let ConfirmationPolicy::Depth(depth) = confirmation {
         if reorg_window < depth {
@@ -205,7 +216,11 @@ pub(super) fn validate_chain(raw: RawEvmChain, key: &str, checker: &Checker<'_>)
 
     let requests_per_second = match raw.requests_per_second {
         None => DEFAULT_REQUESTS_PER_SECOND,
-        Some(rate) if (REQUESTS_PER_SECOND_RANGE.0..=REQUESTS_PER_SECOND_RANGE.1).contains(&rate) => rate,
+        Some(rate)
+            if (REQUESTS_PER_SECOND_RANGE.0..=REQUESTS_PER_SECOND_RANGE.1).contains(&rate) =>
+        {
+            rate
+        }
         Some(rate) => {
             let (min, max) = REQUESTS_PER_SECOND_RANGE;
             return Err(checker.invalid(
@@ -216,9 +231,19 @@ pub(super) fn validate_chain(raw: RawEvmChain, key: &str, checker: &Checker<'_>)
         }
     };
 
-    let duration = |name: &str, written: Option<&str>, default| checker.duration(&field(name), written, default, false);
-    let poll_interval = duration("poll_interval", raw.poll_interval.as_deref(), DEFAULT_POLL_INTERVAL)?;
-    let head_stall_after = duration("head_stall_after", raw.head_stall_after.as_deref(), DEFAULT_HEAD_STALL_AFTER)?;
+    let duration = |name: &str, written: Option<&str>, default| {
+        checker.duration(&field(name), written, default, false)
+    };
+    let poll_interval = duration(
+        "poll_interval",
+        raw.poll_interval.as_deref(),
+        DEFAULT_POLL_INTERVAL,
+    )?;
+    let head_stall_after = duration(
+        "head_stall_after",
+        raw.head_stall_after.as_deref(),
+        DEFAULT_HEAD_STALL_AFTER,
+    )?;
     if head_stall_after <= poll_interval {
         return Err(checker.invalid(
             &field("head_stall_after"),
@@ -235,11 +260,17 @@ pub(super) fn validate_chain(raw: RawEvmChain, key: &str, checker: &Checker<'_>)
     for (position, contract) in raw.contracts.into_iter().enumerate() {
         let contract_key = index(&contracts_key, position);
         let contract = validate_contract(contract, &contract_key, checker)?;
-        if let Some(first) = contracts.iter().position(|seen| seen.address == contract.address) {
+        if let Some(first) = contracts
+            .iter()
+            .position(|seen| seen.address == contract.address)
+        {
             return Err(checker.invalid(
                 &join(&contract_key, "address"),
                 show(&contract.address.to_checksum(None)),
-                format!("an address not already listed ({} has it)", index(&contracts_key, first)),
+                format!(
+                    "an address not already listed ({} has it)",
+                    index(&contracts_key, first)
+                ),
             ));
         }
         contracts.push(contract);
@@ -260,16 +291,28 @@ pub(super) fn validate_chain(raw: RawEvmChain, key: &str, checker: &Checker<'_>)
         )?,
         requests_per_second,
         reorg_window,
-        stuck_after: duration("stuck_after", raw.stuck_after.as_deref(), DEFAULT_STUCK_AFTER)?,
+        stuck_after: duration(
+            "stuck_after",
+            raw.stuck_after.as_deref(),
+            DEFAULT_STUCK_AFTER,
+        )?,
         stuck_after_blocks: checker.integer(
             &field("stuck_after_blocks"),
             raw.stuck_after_blocks,
             DEFAULT_STUCK_AFTER_BLOCKS,
             1..=u64::MAX,
         )?,
-        dropped_after: duration("dropped_after", raw.dropped_after.as_deref(), DEFAULT_DROPPED_AFTER)?,
+        dropped_after: duration(
+            "dropped_after",
+            raw.dropped_after.as_deref(),
+            DEFAULT_DROPPED_AFTER,
+        )?,
         head_stall_after,
-        overdue_grace: duration("overdue_grace", raw.overdue_grace.as_deref(), DEFAULT_OVERDUE_GRACE)?,
+        overdue_grace: duration(
+            "overdue_grace",
+            raw.overdue_grace.as_deref(),
+            DEFAULT_OVERDUE_GRACE,
+        )?,
         drift_check_interval: duration(
             "drift_check_interval",
             raw.drift_check_interval.as_deref(),
@@ -281,12 +324,17 @@ pub(super) fn validate_chain(raw: RawEvmChain, key: &str, checker: &Checker<'_>)
 
 fn validate_contract(raw: RawContract, key: &str, checker: &Checker<'_>) -> Result<ContractConfig> {
     let address_key = join(key, "address");
-    let address =
-        parse_address(&raw.address).map_err(|expected| checker.invalid(&address_key, show(&raw.address), expected))?;
+    let address = parse_address(&raw.address)
+        .map_err(|expected| checker.invalid(&address_key, show(&raw.address), expected))?;
     Ok(ContractConfig {
         role: raw.role.into(),
         address,
-        start_block: checker.integer(&join(key, "start_block"), raw.start_block, 0, 0..=u64::MAX)?,
+        start_block: checker.integer(
+            &join(key, "start_block"),
+            raw.start_block,
+            0,
+            0..=u64::MAX,
+        )?,
     })
 }
 
@@ -297,12 +345,15 @@ fn validate_contract(raw: RawContract, key: &str, checker: &Checker<'_>) -> Resu
 /// mistyped address, and printing "the right one" would invite pasting the typo back in.
 pub(super) fn parse_address(s: &str) -> std::result::Result<Address, &'static str> {
     const SHAPE: &str = "a 20-byte address: 0x followed by 40 hex digits";
-    let Some(digits) = s.strip_prefix("0x") else { return Err(SHAPE) };
+    let Some(digits) = s.strip_prefix("0x") else {
+        return Err(SHAPE);
+    };
     if digits.len() != 40 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(SHAPE);
     }
     let address: Address = s.parse().map_err(|_| SHAPE)?;
-    let mixed_case = digits.bytes().any(|b| b.is_ascii_lowercase()) && digits.bytes().any(|b| b.is_ascii_uppercase());
+    let mixed_case = digits.bytes().any(|b| b.is_ascii_lowercase())
+        && digits.bytes().any(|b| b.is_ascii_uppercase());
     if mixed_case && address.to_checksum(None) != s {
         return Err("a valid EIP-55 checksum in a mixed-case address (check it for a typo, or write it in lowercase)");
     }
@@ -318,13 +369,31 @@ mod tests {
         let checksummed = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
         let expected = parse_address(checksummed).expect("valid checksum");
         assert_eq!(parse_address(&checksummed.to_lowercase()), Ok(expected));
-        assert_eq!(parse_address(&format!("0x{}", checksummed[2..].to_uppercase())), Ok(expected));
+        assert_eq!(
+            parse_address(&format!("0x{}", checksummed[2..].to_uppercase())),
+            Ok(expected)
+        );
         let typo = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92267";
-        assert!(parse_address(typo).unwrap_err().contains("EIP-55"));
+        assert!(parse_address(typo)
+            .expect_err("should be rejected")
+            .contains("EIP-55"));
         let swapped_case = "0xF39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
-        assert!(parse_address(swapped_case).unwrap_err().contains("EIP-55"));
-        for malformed in ["", "0x", "f39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "0xf39F", "0xg39fd6e51aad88f6f4ce6ab8827279cfffb92266"] {
-            assert!(parse_address(malformed).unwrap_err().contains("40 hex digits"), "{malformed}");
+        assert!(parse_address(swapped_case)
+            .expect_err("should be rejected")
+            .contains("EIP-55"));
+        for malformed in [
+            "",
+            "0x",
+            "f39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+            "0xf39F",
+            "0xg39fd6e51aad88f6f4ce6ab8827279cfffb92266",
+        ] {
+            assert!(
+                parse_address(malformed)
+                    .expect_err("should be rejected")
+                    .contains("40 hex digits"),
+                "{malformed}"
+            );
         }
     }
 }

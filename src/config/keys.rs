@@ -15,7 +15,9 @@ pub(super) const NAME_MAX_LEN: usize = 32;
 /// Whether `name` is a valid chain or network name: `[a-z0-9_-]{1,32}`.
 pub(super) fn is_valid_name(name: &str) -> bool {
     (1..=NAME_MAX_LEN).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// The key of the `index`-th entry of a top-level array section (`evm`, `ton`).
@@ -28,8 +30,15 @@ pub(super) fn element_key(section: &str, index: usize, name: Option<&str>) -> St
 
 /// `parent.child`, quoting `child` when it is not a bare TOML key.
 pub(super) fn join(parent: &str, child: &str) -> String {
-    let bare = !child.is_empty() && child.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    let child = if bare { child.to_owned() } else { format!("{child:?}") };
+    let bare = !child.is_empty()
+        && child
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let child = if bare {
+        child.to_owned()
+    } else {
+        format!("{child:?}")
+    };
     if parent.is_empty() {
         child
     } else {
@@ -78,12 +87,20 @@ impl EntryNames {
             match document.get(section) {
                 Some(toml::Value::Array(entries)) => entries
                     .iter()
-                    .map(|entry| entry.get("name").and_then(toml::Value::as_str).map(str::to_owned))
+                    .map(|entry| {
+                        entry
+                            .get("name")
+                            .and_then(toml::Value::as_str)
+                            .map(str::to_owned)
+                    })
                     .collect(),
                 _ => Vec::new(),
             }
         };
-        Self { evm: names("evm"), ton: names("ton") }
+        Self {
+            evm: names("evm"),
+            ton: names("ton"),
+        }
     }
 
     /// The key of the `index`-th entry of `section` when `section` is `evm` or `ton`.

@@ -48,7 +48,8 @@ const DEFAULT_API_MAX_CONNECTIONS: u32 = 4;
 const MAX_CONNECTIONS_LIMIT: u32 = 1_000;
 const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_API_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
-const DEFAULT_METRICS_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9100));
+const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9100));
 const DEFAULT_LOG_LEVEL: &str = "info";
 const DEFAULT_BLOCK_WINDOW_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 const DEFAULT_REMOVED_EVENTS_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
@@ -170,7 +171,10 @@ impl Config {
     /// process environment.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = read_config_file(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = read_config_file(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_toml_str(&text, &|name: &str| std::env::var(name).ok())
     }
 
@@ -183,7 +187,9 @@ impl Config {
         F: Fn(&str) -> Option<String> + ?Sized,
     {
         let env = |name: &str| env(name);
-        let mut document: toml::Table = text.parse().map_err(|error: toml::de::Error| syntax_error(text, &error))?;
+        let mut document: toml::Table = text
+            .parse()
+            .map_err(|error: toml::de::Error| syntax_error(text, &error))?;
         let names = EntryNames::of(&document);
         environment::expand_variables(&mut document, &env, &names)?;
         let overridden = environment::apply_overrides(&mut document, &env);
@@ -200,12 +206,24 @@ impl Config {
         let chains: Vec<String> = self
             .evm
             .iter()
-            .map(|chain| format!("{}: {}", chain.name, plural(chain.contracts.len(), "contract")))
+            .map(|chain| {
+                format!(
+                    "{}: {}",
+                    chain.name,
+                    plural(chain.contracts.len(), "contract")
+                )
+            })
             .collect();
         let networks: Vec<String> = self
             .ton
             .iter()
-            .map(|network| format!("{}: {}", network.name, plural(network.accounts.len(), "account")))
+            .map(|network| {
+                format!(
+                    "{}: {}",
+                    network.name,
+                    plural(network.accounts.len(), "account")
+                )
+            })
             .collect();
         let with_details = |count: String, details: Vec<String>| {
             if details.is_empty() {
@@ -234,12 +252,18 @@ fn plural(count: usize, noun: &str) -> String {
 fn read_config_file(path: &Path) -> std::io::Result<String> {
     let file = std::fs::File::open(path)?;
     if !file.metadata()?.is_file() {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
     }
     let mut text = String::new();
-    file.take(CONFIG_FILE_MAX_BYTES + 1).read_to_string(&mut text)?;
+    file.take(CONFIG_FILE_MAX_BYTES + 1)
+        .read_to_string(&mut text)?;
     if u64::try_from(text.len()).map_or(true, |len| len > CONFIG_FILE_MAX_BYTES) {
-        return Err(std::io::Error::other(format!("larger than {CONFIG_FILE_MAX_BYTES} bytes")));
+        return Err(std::io::Error::other(format!(
+            "larger than {CONFIG_FILE_MAX_BYTES} bytes"
+        )));
     }
     Ok(text)
 }
@@ -251,32 +275,64 @@ fn syntax_error(text: &str, error: &toml::de::Error) -> ConfigError {
     let before = text.get(..offset).unwrap_or(text);
     let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
     let line = before.matches('\n').count() + 1;
-    let column = before.get(line_start..).map_or(1, |current| current.chars().count() + 1);
+    let column = before
+        .get(line_start..)
+        .map_or(1, |current| current.chars().count() + 1);
     let message = redact_urls_in_text(error.message().trim()).replace('\n', "; ");
-    ConfigError::Syntax { line, column, message }
+    ConfigError::Syntax {
+        line,
+        column,
+        message,
+    }
 }
 
 /// Turns a deserialisation error into the variant that says best what is wrong.
-fn schema_error(error: &serde_path_to_error::Error<toml::de::Error>, names: &EntryNames) -> ConfigError {
+fn schema_error(
+    error: &serde_path_to_error::Error<toml::de::Error>,
+    names: &EntryNames,
+) -> ConfigError {
     let key = names.render(error.path());
     let message = error.inner().message();
     if let Some(rest) = message.strip_prefix("unknown field `") {
         // serde words it "unknown field `x`, expected one of `a`, `b`" (or "expected `a`", or
         // "there are no fields"); the key is already in the path, the list of allowed keys is kept.
-        let expected = rest.split_once("`, expected ").map_or("no key at this place", |(_, expected)| expected);
-        return ConfigError::UnknownKey { key, expected: expected.to_owned() };
+        let expected = rest
+            .split_once("`, expected ")
+            .map_or("no key at this place", |(_, expected)| expected);
+        return ConfigError::UnknownKey {
+            key,
+            expected: expected.to_owned(),
+        };
     }
-    if let Some(field) = message.strip_prefix("missing field `").and_then(|rest| rest.strip_suffix('`')) {
-        return ConfigError::MissingKey { key: join(&key, field) };
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        return ConfigError::MissingKey {
+            key: join(&key, field),
+        };
     }
-    ConfigError::WrongType { key, message: redact_urls_in_text(message) }
+    ConfigError::WrongType {
+        key,
+        message: redact_urls_in_text(message),
+    }
 }
 
-fn validate_config(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, checker: &Checker<'_>) -> Result<Config> {
+fn validate_config(
+    raw: RawConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+    checker: &Checker<'_>,
+) -> Result<Config> {
     let database = validate_database(raw.database, checker)?;
-    let api = ApiConfig { listen: checker.socket_addr("api.listen", raw.api.listen.as_deref(), DEFAULT_API_LISTEN)? };
+    let api = ApiConfig {
+        listen: checker.socket_addr("api.listen", raw.api.listen.as_deref(), DEFAULT_API_LISTEN)?,
+    };
     let metrics = MetricsConfig {
-        listen: checker.socket_addr("metrics.listen", raw.metrics.listen.as_deref(), DEFAULT_METRICS_LISTEN)?,
+        listen: checker.socket_addr(
+            "metrics.listen",
+            raw.metrics.listen.as_deref(),
+            DEFAULT_METRICS_LISTEN,
+        )?,
     };
     if api.listen == metrics.listen && api.listen.port() != 0 {
         return Err(checker.invalid(
@@ -310,17 +366,34 @@ fn validate_config(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, checker
     check_unique_chain_ids(&evm, checker)?;
 
     let webhooks = validate_webhooks(raw.webhooks, env, checker)?;
-    Ok(Config { database, api, metrics, log, retention, evm, ton, webhooks })
+    Ok(Config {
+        database,
+        api,
+        metrics,
+        log,
+        retention,
+        evm,
+        ton,
+        webhooks,
+    })
 }
 
 fn validate_database(raw: RawDatabase, checker: &Checker<'_>) -> Result<DatabaseConfig> {
-    let url = checker.url("database.url", raw.url.as_deref().unwrap_or(DEFAULT_DATABASE_URL), &["postgres", "postgresql"])?;
+    let url = checker.url(
+        "database.url",
+        raw.url.as_deref().unwrap_or(DEFAULT_DATABASE_URL),
+        &["postgres", "postgresql"],
+    )?;
     let pool_size = |key: &str, written: Option<i64>, default: u32| {
         checker.integer_u32(key, written, default, 1..=MAX_CONNECTIONS_LIMIT)
     };
     Ok(DatabaseConfig {
         url,
-        max_connections: pool_size("database.max_connections", raw.max_connections, DEFAULT_MAX_CONNECTIONS)?,
+        max_connections: pool_size(
+            "database.max_connections",
+            raw.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+        )?,
         api_max_connections: pool_size(
             "database.api_max_connections",
             raw.api_max_connections,
@@ -352,9 +425,14 @@ fn validate_log(raw: RawLog, checker: &Checker<'_>) -> Result<LogConfig> {
 }
 
 fn validate_retention(raw: RawRetention, checker: &Checker<'_>) -> Result<RetentionConfig> {
-    let duration = |key: &str, written: Option<&str>, default| checker.duration(key, written, default, false);
+    let duration =
+        |key: &str, written: Option<&str>, default| checker.duration(key, written, default, false);
     Ok(RetentionConfig {
-        block_window: duration("retention.block_window", raw.block_window.as_deref(), DEFAULT_BLOCK_WINDOW_RETENTION)?,
+        block_window: duration(
+            "retention.block_window",
+            raw.block_window.as_deref(),
+            DEFAULT_BLOCK_WINDOW_RETENTION,
+        )?,
         removed_events: duration(
             "retention.removed_events",
             raw.removed_events.as_deref(),
@@ -386,7 +464,10 @@ fn validate_webhooks(
             ));
         }
         let Some(secret) = env(&endpoint.secret_env) else {
-            return Err(ConfigError::MissingEnv { key: secret_key, variable: endpoint.secret_env });
+            return Err(ConfigError::MissingEnv {
+                key: secret_key,
+                variable: endpoint.secret_env,
+            });
         };
         if secret.is_empty() {
             return Err(checker.invalid(
@@ -395,7 +476,11 @@ fn validate_webhooks(
                 "a non-empty signing secret in that variable",
             ));
         }
-        endpoints.push(WebhookEndpoint { url, secret_env: endpoint.secret_env, secret: Redacted::new(secret) });
+        endpoints.push(WebhookEndpoint {
+            url,
+            secret_env: endpoint.secret_env,
+            secret: Redacted::new(secret),
+        });
     }
     Ok(WebhooksConfig {
         endpoints,
@@ -410,7 +495,11 @@ fn validate_webhooks(
 
 /// Names label metrics and rows, so they must be unique across EVM chains and TON networks; EVM
 /// names must also stay distinct once turned into environment variable names.
-fn check_unique_names(evm: &[EvmChainConfig], ton: &[TonNetworkConfig], checker: &Checker<'_>) -> Result<()> {
+fn check_unique_names(
+    evm: &[EvmChainConfig],
+    ton: &[TonNetworkConfig],
+    checker: &Checker<'_>,
+) -> Result<()> {
     let entries = evm
         .iter()
         .map(|chain| ("evm", chain.name.as_str()))
@@ -427,7 +516,9 @@ fn check_unique_names(evm: &[EvmChainConfig], ton: &[TonNetworkConfig], checker:
         }
         if section == "evm" {
             let env_part = env_name_part(name);
-            let clash = seen.iter().find(|(other_section, other)| *other_section == "evm" && env_name_part(other) == env_part);
+            let clash = seen.iter().find(|(other_section, other)| {
+                *other_section == "evm" && env_name_part(other) == env_part
+            });
             if let Some((_, other)) = clash {
                 return Err(checker.invalid(
                     &key,
@@ -445,11 +536,17 @@ fn check_unique_names(evm: &[EvmChainConfig], ton: &[TonNetworkConfig], checker:
 
 fn check_unique_chain_ids(evm: &[EvmChainConfig], checker: &Checker<'_>) -> Result<()> {
     for (position, chain) in evm.iter().enumerate() {
-        if let Some(other) = evm[..position].iter().find(|other| other.chain_id == chain.chain_id) {
+        if let Some(other) = evm[..position]
+            .iter()
+            .find(|other| other.chain_id == chain.chain_id)
+        {
             return Err(checker.invalid(
                 &format!("evm[{}].chain_id", chain.name),
                 chain.chain_id.to_string(),
-                format!("a chain_id not used by another [[evm]] entry (evm[{}] has it)", other.name),
+                format!(
+                    "a chain_id not used by another [[evm]] entry (evm[{}] has it)",
+                    other.name
+                ),
             ));
         }
     }
@@ -477,8 +574,10 @@ mod tests {
     #[test]
     fn syntax_errors_give_a_position_and_never_quote_the_line() {
         let text = "[database]\nurl = \"postgres://u:SECRET@h/db\" junk\n";
-        let error = Config::from_toml_str(text, &no_env).unwrap_err();
-        let ConfigError::Syntax { line, .. } = &error else { panic!("expected a syntax error, got {error}") };
+        let error = Config::from_toml_str(text, &no_env).expect_err("should be rejected");
+        let ConfigError::Syntax { line, .. } = &error else {
+            panic!("expected a syntax error, got {error}")
+        };
         assert_eq!(*line, 2);
         assert!(!error.to_string().contains("SECRET"), "{error}");
     }
@@ -487,13 +586,24 @@ mod tests {
     fn schema_errors_name_the_key() {
         let cases = [
             ("[log]\nlevel = 3", "log.level: invalid type"),
-            ("[log]\nformat = \"xml\"", "log.format: unknown variant `xml`"),
+            (
+                "[log]\nformat = \"xml\"",
+                "log.format: unknown variant `xml`",
+            ),
             ("nope = 1", "nope: unknown key, expected one of `database`"),
-            ("[[evm]]\nname = \"a\"", "evm[a].chain_id: required key is missing"),
-            ("[[evm]]\nchain_id = 1", "evm[0].name: required key is missing"),
+            (
+                "[[evm]]\nname = \"a\"",
+                "evm[a].chain_id: required key is missing",
+            ),
+            (
+                "[[evm]]\nchain_id = 1",
+                "evm[0].name: required key is missing",
+            ),
         ];
         for (text, expected) in cases {
-            let error = Config::from_toml_str(text, &no_env).unwrap_err().to_string();
+            let error = Config::from_toml_str(text, &no_env)
+                .expect_err("should be rejected")
+                .to_string();
             assert!(error.starts_with(expected), "{text:?} gave {error:?}");
         }
     }

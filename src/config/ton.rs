@@ -30,7 +30,7 @@ const LITESERVERS_FILE_MAX_BYTES: u64 = 4 * 1024 * 1024;
 const GLOBAL_CONFIG_KEYS: [&str; 4] = ["@type", "dht", "liteservers", "validator"];
 
 /// One TON network to follow (a `[[ton]]` entry), validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TonNetworkConfig {
     /// Unique name (across `evm` and `ton`), `[a-z0-9_-]{1,32}`; the `chain` label of every metric.
     pub name: String,
@@ -53,6 +53,26 @@ pub struct TonNetworkConfig {
     pub request_timeout: Duration,
     /// The accounts to watch.
     pub accounts: Vec<TonAccountConfig>,
+}
+
+impl fmt::Debug for TonNetworkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TonNetworkConfig")
+            .field("name", &self.name)
+            .field("network", &self.network)
+            .field("liteservers", &self.liteservers)
+            .field("liteservers_file", &self.liteservers_file)
+            .field(
+                "global_config_json",
+                &format_args!("<{} bytes>", self.global_config_json.len()),
+            )
+            .field("confirmations", &self.confirmations)
+            .field("poll_interval", &self.poll_interval)
+            .field("stuck_after", &self.stuck_after)
+            .field("request_timeout", &self.request_timeout)
+            .field("accounts", &self.accounts)
+            .finish()
+    }
 }
 
 /// The TON network a `[[ton]]` entry follows.
@@ -106,7 +126,12 @@ impl Liteserver {
 
 impl fmt::Debug for Liteserver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Liteserver({} key {})", self.address, self.public_key_base64())
+        write!(
+            f,
+            "Liteserver({} key {})",
+            self.address,
+            self.public_key_base64()
+        )
     }
 }
 
@@ -162,7 +187,11 @@ impl From<RawTonAccountRole> for TonAccountRole {
 }
 
 /// Validates one `[[ton]]` entry; `key` is its key (`ton[ton-devnet]`).
-pub(super) fn validate_network(raw: RawTonNetwork, key: &str, checker: &Checker<'_>) -> Result<TonNetworkConfig> {
+pub(super) fn validate_network(
+    raw: RawTonNetwork,
+    key: &str,
+    checker: &Checker<'_>,
+) -> Result<TonNetworkConfig> {
     let field = |name: &str| join(key, name);
     let name = checker.name(&field("name"), &raw.name)?;
     let network = match raw.network.as_str() {
@@ -177,61 +206,78 @@ pub(super) fn validate_network(raw: RawTonNetwork, key: &str, checker: &Checker<
         })?),
     };
 
-    let (liteservers, liteservers_file, global_config_json) = match (raw.liteservers, raw.liteservers_inline) {
-        (Some(_), Some(_)) => {
-            return Err(checker.invalid(
-                &field("liteservers_inline"),
-                "a list together with liteservers",
-                "either liteservers (a file) or liteservers_inline, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(checker.invalid(
-                &field("liteservers"),
-                "nothing",
-                "the path of a global.config.json-style file, or a liteservers_inline list",
-            ));
-        }
-        (Some(path), None) => {
-            let file = PathBuf::from(path);
-            let (text, liteservers) = read_liteservers_file(&file).map_err(|detail| ConfigError::LiteserversFile {
-                key: field("liteservers"),
-                file: file.clone(),
-                detail,
-            })?;
-            (liteservers, Some(file), text)
-        }
-        (None, Some(entries)) => {
-            let inline_key = field("liteservers_inline");
-            if entries.is_empty() {
-                return Err(checker.invalid(&inline_key, "[]", "at least one liteserver { ip, port, key }"));
+    let (liteservers, liteservers_file, global_config_json) =
+        match (raw.liteservers, raw.liteservers_inline) {
+            (Some(_), Some(_)) => {
+                return Err(checker.invalid(
+                    &field("liteservers_inline"),
+                    "a list together with liteservers",
+                    "either liteservers (a file) or liteservers_inline, not both",
+                ));
             }
-            let liteservers = entries
-                .iter()
-                .enumerate()
-                .map(|(position, entry)| inline_liteserver(entry, &index(&inline_key, position), checker))
-                .collect::<Result<Vec<_>>>()?;
-            let text = synthesize_global_config(&liteservers);
-            (liteservers, None, text)
-        }
-    };
+            (None, None) => {
+                return Err(checker.invalid(
+                    &field("liteservers"),
+                    "nothing",
+                    "the path of a global.config.json-style file, or a liteservers_inline list",
+                ));
+            }
+            (Some(path), None) => {
+                let file = PathBuf::from(path);
+                let (text, liteservers) = read_liteservers_file(&file).map_err(|detail| {
+                    ConfigError::LiteserversFile {
+                        key: field("liteservers"),
+                        file: file.clone(),
+                        detail,
+                    }
+                })?;
+                (liteservers, Some(file), text)
+            }
+            (None, Some(entries)) => {
+                let inline_key = field("liteservers_inline");
+                if entries.is_empty() {
+                    return Err(checker.invalid(
+                        &inline_key,
+                        "[]",
+                        "at least one liteserver { ip, port, key }",
+                    ));
+                }
+                let liteservers = entries
+                    .iter()
+                    .enumerate()
+                    .map(|(position, entry)| {
+                        inline_liteserver(entry, &index(&inline_key, position), checker)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let text = synthesize_global_config(&liteservers);
+                (liteservers, None, text)
+            }
+        };
 
     let accounts_key = field("accounts");
     let mut accounts: Vec<TonAccountConfig> = Vec::with_capacity(raw.accounts.len());
     for (position, account) in raw.accounts.into_iter().enumerate() {
         let account_key = index(&accounts_key, position);
         let account = validate_account(account, &account_key, &network, checker)?;
-        if let Some(first) = accounts.iter().position(|seen| seen.address == account.address) {
+        if let Some(first) = accounts
+            .iter()
+            .position(|seen| seen.address == account.address)
+        {
             return Err(checker.invalid(
                 &join(&account_key, "address"),
                 show(&account.address.to_raw()),
-                format!("an address not already watched ({} has it)", index(&accounts_key, first)),
+                format!(
+                    "an address not already watched ({} has it)",
+                    index(&accounts_key, first)
+                ),
             ));
         }
         accounts.push(account);
     }
 
-    let duration = |name: &str, written: Option<&str>, default| checker.duration(&field(name), written, default, false);
+    let duration = |name: &str, written: Option<&str>, default| {
+        checker.duration(&field(name), written, default, false)
+    };
     Ok(TonNetworkConfig {
         name,
         network,
@@ -244,9 +290,21 @@ pub(super) fn validate_network(raw: RawTonNetwork, key: &str, checker: &Checker<
             DEFAULT_CONFIRMATIONS,
             0..=CONFIRMATIONS_MAX,
         )?,
-        poll_interval: duration("poll_interval", raw.poll_interval.as_deref(), DEFAULT_POLL_INTERVAL)?,
-        stuck_after: duration("stuck_after", raw.stuck_after.as_deref(), DEFAULT_STUCK_AFTER)?,
-        request_timeout: duration("request_timeout", raw.request_timeout.as_deref(), DEFAULT_REQUEST_TIMEOUT)?,
+        poll_interval: duration(
+            "poll_interval",
+            raw.poll_interval.as_deref(),
+            DEFAULT_POLL_INTERVAL,
+        )?,
+        stuck_after: duration(
+            "stuck_after",
+            raw.stuck_after.as_deref(),
+            DEFAULT_STUCK_AFTER,
+        )?,
+        request_timeout: duration(
+            "request_timeout",
+            raw.request_timeout.as_deref(),
+            DEFAULT_REQUEST_TIMEOUT,
+        )?,
         accounts,
     })
 }
@@ -263,10 +321,18 @@ fn validate_account(
     let memo_key = join(key, "memo");
     let memo = match raw.memo {
         Some(memo) if role != TonAccountRole::Deposit => {
-            return Err(checker.invalid(&memo_key, show(&memo), format!("no memo on a {role} account (deposit only)")));
+            return Err(checker.invalid(
+                &memo_key,
+                show(&memo),
+                format!("no memo on a {role} account (deposit only)"),
+            ));
         }
         Some(memo) if memo.is_empty() => {
-            return Err(checker.invalid(&memo_key, "\"\"", "a non-empty comment prefix, or no memo key at all"));
+            return Err(checker.invalid(
+                &memo_key,
+                "\"\"",
+                "a non-empty comment prefix, or no memo key at all",
+            ));
         }
         memo => memo,
     };
@@ -292,17 +358,35 @@ fn validate_account(
         let master_key = index(&masters_key, position);
         let master = ton_account_address(master, &master_key, network, checker)?;
         if jetton_masters.contains(&master) {
-            return Err(checker.invalid(&master_key, show(&master.to_raw()), "each jetton master listed once"));
+            return Err(checker.invalid(
+                &master_key,
+                show(&master.to_raw()),
+                "each jetton master listed once",
+            ));
         }
         jetton_masters.push(master);
     }
 
-    Ok(TonAccountConfig { role, address, memo, jetton_masters })
+    Ok(TonAccountConfig {
+        role,
+        address,
+        memo,
+        jetton_masters,
+    })
 }
 
-fn ton_account_address(raw: &str, key: &str, network: &TonNetwork, checker: &Checker<'_>) -> Result<TonAddress> {
+fn ton_account_address(
+    raw: &str,
+    key: &str,
+    network: &TonNetwork,
+    checker: &Checker<'_>,
+) -> Result<TonAddress> {
     let parsed = ton_address::parse(raw.trim()).map_err(|reason| {
-        checker.invalid(key, show(raw), format!("a TON address: raw `workchain:hex` or user-friendly ({reason})"))
+        checker.invalid(
+            key,
+            show(raw),
+            format!("a TON address: raw `workchain:hex` or user-friendly ({reason})"),
+        )
     })?;
     if parsed.testnet_only && *network == TonNetwork::Mainnet {
         return Err(checker.invalid(
@@ -326,13 +410,30 @@ fn inline_liteserver(raw: &RawLiteserver, key: &str, checker: &Checker<'_>) -> R
             toml::Value::String(text) => show(text),
             other => other.to_string(),
         };
-        checker.invalid(&ip_key, written, "an IPv4 address: a signed 32-bit integer as in global.config.json, or a dotted string")
+        checker.invalid(
+            &ip_key,
+            written,
+            "an IPv4 address: a signed 32-bit integer as in global.config.json, or a dotted string",
+        )
     })?;
-    let port = checker.integer_u32(&join(key, "port"), Some(raw.port), 0, 1..=u32::from(u16::MAX))?;
+    let port = checker.integer_u32(
+        &join(key, "port"),
+        Some(raw.port),
+        0,
+        1..=u32::from(u16::MAX),
+    )?;
     let port = u16::try_from(port).unwrap_or(u16::MAX);
-    let public_key = decode_public_key(&raw.key)
-        .ok_or_else(|| checker.invalid(&join(key, "key"), show(&raw.key), "base64 of a 32-byte ed25519 public key"))?;
-    Ok(Liteserver { address: SocketAddrV4::new(ip, port), public_key })
+    let public_key = decode_public_key(&raw.key).ok_or_else(|| {
+        checker.invalid(
+            &join(key, "key"),
+            show(&raw.key),
+            "base64 of a 32-byte ed25519 public key",
+        )
+    })?;
+    Ok(Liteserver {
+        address: SocketAddrV4::new(ip, port),
+        public_key,
+    })
 }
 
 /// `global.config.json` writes IPv4 addresses as signed 32-bit integers; unsigned ones are accepted
@@ -353,7 +454,9 @@ fn decode_public_key(text: &str) -> Option<[u8; 32]> {
 /// Reads and checks a `global.config.json`-style file, returning its text and its liteservers.
 /// Errors are the detail of a [`ConfigError::LiteserversFile`].
 fn read_liteservers_file(path: &Path) -> std::result::Result<(String, Vec<Liteserver>), String> {
-    let cannot_read = |error: std::io::Error| format!("cannot read the file ({error}; relative paths start at the working directory)");
+    let cannot_read = |error: std::io::Error| {
+        format!("cannot read the file ({error}; relative paths start at the working directory)")
+    };
     let file = std::fs::File::open(path).map_err(cannot_read)?;
     let metadata = file.metadata().map_err(cannot_read)?;
     if !metadata.is_file() {
@@ -376,7 +479,10 @@ fn parse_global_config(text: &str) -> std::result::Result<Vec<Liteserver>, Strin
     let Some(document) = document.as_object() else {
         return Err("expected a JSON object with the keys of global.config.json".to_owned());
     };
-    if let Some(missing) = GLOBAL_CONFIG_KEYS.iter().find(|key| !document.contains_key(**key)) {
+    if let Some(missing) = GLOBAL_CONFIG_KEYS
+        .iter()
+        .find(|key| !document.contains_key(**key))
+    {
         return Err(format!(
             "missing top-level key `{missing}` (the lite client needs {})",
             GLOBAL_CONFIG_KEYS.map(|key| format!("`{key}`")).join(", ")
@@ -389,21 +495,27 @@ fn parse_global_config(text: &str) -> std::result::Result<Vec<Liteserver>, Strin
     entries
         .iter()
         .enumerate()
-        .map(|(position, entry)| json_liteserver(entry).map_err(|detail| format!("liteservers[{position}].{detail}")))
+        .map(|(position, entry)| {
+            json_liteserver(entry).map_err(|detail| format!("liteservers[{position}].{detail}"))
+        })
         .collect()
 }
 
 fn json_liteserver(entry: &serde_json::Value) -> std::result::Result<Liteserver, String> {
-    let ip = entry.get("ip").and_then(serde_json::Value::as_i64).and_then(ipv4_from_integer).ok_or(
-        "ip: expected the IPv4 address as a signed 32-bit integer",
-    )?;
+    let ip = entry
+        .get("ip")
+        .and_then(serde_json::Value::as_i64)
+        .and_then(ipv4_from_integer)
+        .ok_or("ip: expected the IPv4 address as a signed 32-bit integer")?;
     let port = entry
         .get("port")
         .and_then(serde_json::Value::as_u64)
         .and_then(|port| u16::try_from(port).ok())
         .filter(|port| *port != 0)
         .ok_or("port: expected an integer between 1 and 65535")?;
-    let id = entry.get("id").ok_or("id: missing (expected { \"@type\": \"pub.ed25519\", \"key\": ... })")?;
+    let id = entry
+        .get("id")
+        .ok_or("id: missing (expected { \"@type\": \"pub.ed25519\", \"key\": ... })")?;
     if id.get("@type").and_then(serde_json::Value::as_str) != Some("pub.ed25519") {
         return Err("id.@type: expected \"pub.ed25519\"".to_owned());
     }
@@ -412,7 +524,10 @@ fn json_liteserver(entry: &serde_json::Value) -> std::result::Result<Liteserver,
         .and_then(serde_json::Value::as_str)
         .and_then(decode_public_key)
         .ok_or("id.key: expected base64 of a 32-byte ed25519 public key")?;
-    Ok(Liteserver { address: SocketAddrV4::new(ip, port), public_key })
+    Ok(Liteserver {
+        address: SocketAddrV4::new(ip, port),
+        public_key,
+    })
 }
 
 /// A global config document for inline liteservers. The lite client needs the `dht` and
@@ -463,15 +578,27 @@ mod tests {
         assert_eq!(ipv4_from_integer(-1), Some(Ipv4Addr::BROADCAST));
         assert_eq!(ipv4_from_integer(4_294_967_295), Some(Ipv4Addr::BROADCAST));
         assert_eq!(ipv4_from_integer(4_294_967_296), None);
-        let server = Liteserver { address: SocketAddrV4::new(Ipv4Addr::new(200, 1, 2, 3), 1), public_key: [0; 32] };
-        assert_eq!(ipv4_from_integer(i64::from(server.ip_as_i32())), Some(Ipv4Addr::new(200, 1, 2, 3)));
+        let server = Liteserver {
+            address: SocketAddrV4::new(Ipv4Addr::new(200, 1, 2, 3), 1),
+            public_key: [0; 32],
+        };
+        assert_eq!(
+            ipv4_from_integer(i64::from(server.ip_as_i32())),
+            Some(Ipv4Addr::new(200, 1, 2, 3))
+        );
     }
 
     #[test]
     fn synthesized_documents_parse_back_to_the_same_liteservers() {
         let servers = vec![
-            Liteserver { address: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 46_000), public_key: [1; 32] },
-            Liteserver { address: SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 9), 443), public_key: [2; 32] },
+            Liteserver {
+                address: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 46_000),
+                public_key: [1; 32],
+            },
+            Liteserver {
+                address: SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 9), 443),
+                public_key: [2; 32],
+            },
         ];
         let text = synthesize_global_config(&servers);
         assert_eq!(parse_global_config(&text), Ok(servers));
@@ -481,16 +608,30 @@ mod tests {
     fn global_config_errors_point_inside_the_file() {
         let base = r#"{"@type":"config.global","dht":{},"validator":{},"liteservers":[ENTRY]}"#;
         let cases = [
-            (r#"{"ip":1,"port":1,"id":{"@type":"pub.ed25519","key":"AAAA"}}"#, "liteservers[0].id.key"),
-            (r#"{"ip":1,"port":0,"id":{"@type":"pub.ed25519","key":"AAAA"}}"#, "liteservers[0].port"),
+            (
+                r#"{"ip":1,"port":1,"id":{"@type":"pub.ed25519","key":"AAAA"}}"#,
+                "liteservers[0].id.key",
+            ),
+            (
+                r#"{"ip":1,"port":0,"id":{"@type":"pub.ed25519","key":"AAAA"}}"#,
+                "liteservers[0].port",
+            ),
             (r#"{"ip":"1.2.3.4","port":1}"#, "liteservers[0].ip"),
-            (r#"{"ip":1,"port":1,"id":{"@type":"pub.x","key":"AAAA"}}"#, "liteservers[0].id.@type"),
+            (
+                r#"{"ip":1,"port":1,"id":{"@type":"pub.x","key":"AAAA"}}"#,
+                "liteservers[0].id.@type",
+            ),
         ];
         for (entry, expected) in cases {
-            let error = parse_global_config(&base.replace("ENTRY", entry)).unwrap_err();
+            let error =
+                parse_global_config(&base.replace("ENTRY", entry)).expect_err("should be rejected");
             assert!(error.starts_with(expected), "{error}");
         }
-        assert!(parse_global_config("{}").unwrap_err().contains("missing top-level key `@type`"));
-        assert!(parse_global_config("[").unwrap_err().starts_with("not valid JSON"));
+        assert!(parse_global_config("{}")
+            .expect_err("should be rejected")
+            .contains("missing top-level key `@type`"));
+        assert!(parse_global_config("[")
+            .expect_err("should be rejected")
+            .starts_with("not valid JSON"));
     }
 }

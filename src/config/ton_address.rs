@@ -30,7 +30,10 @@ pub struct TonAddress {
 impl TonAddress {
     /// An address from its parts.
     pub const fn new(workchain: i32, account_id: [u8; 32]) -> Self {
-        Self { workchain, account_id }
+        Self {
+            workchain,
+            account_id,
+        }
     }
 
     /// The workchain (0 for the basechain, -1 for the masterchain).
@@ -91,16 +94,21 @@ pub(super) fn parse(s: &str) -> Result<ParsedTonAddress, TonAddressError> {
 }
 
 fn parse_raw(workchain: &str, account_id: &str) -> Result<ParsedTonAddress, TonAddressError> {
-    let workchain: i32 = workchain
-        .parse()
-        .map_err(|_| TonAddressError("the workchain before `:` must be an integer such as 0 or -1"))?;
+    let workchain: i32 = workchain.parse().map_err(|_| {
+        TonAddressError("the workchain before `:` must be an integer such as 0 or -1")
+    })?;
     if account_id.len() != 64 {
-        return Err(TonAddressError("a raw address needs exactly 64 hex digits after `:`"));
+        return Err(TonAddressError(
+            "a raw address needs exactly 64 hex digits after `:`",
+        ));
     }
     let mut bytes = [0_u8; 32];
     hex::decode_to_slice(account_id, &mut bytes)
         .map_err(|_| TonAddressError("a raw address needs exactly 64 hex digits after `:`"))?;
-    Ok(ParsedTonAddress { address: TonAddress::new(workchain, bytes), testnet_only: false })
+    Ok(ParsedTonAddress {
+        address: TonAddress::new(workchain, bytes),
+        testnet_only: false,
+    })
 }
 
 fn parse_user_friendly(s: &str) -> Result<ParsedTonAddress, TonAddressError> {
@@ -108,7 +116,11 @@ fn parse_user_friendly(s: &str) -> Result<ParsedTonAddress, TonAddressError> {
     if s.len() != 48 {
         return Err(TonAddressError(SHAPE));
     }
-    let engine = if s.contains(['-', '_']) { &URL_SAFE } else { &STANDARD };
+    let engine = if s.contains(['-', '_']) {
+        &URL_SAFE
+    } else {
+        &STANDARD
+    };
     let bytes = engine.decode(s).map_err(|_| TonAddressError(SHAPE))?;
     let Ok(bytes) = <[u8; 36]>::try_from(bytes.as_slice()) else {
         return Err(TonAddressError(SHAPE));
@@ -116,18 +128,25 @@ fn parse_user_friendly(s: &str) -> Result<ParsedTonAddress, TonAddressError> {
 
     let expected_crc = crc16_xmodem(&bytes[..34]);
     if u16::from_be_bytes([bytes[34], bytes[35]]) != expected_crc {
-        return Err(TonAddressError("the user-friendly address fails its CRC16 checksum (a typo?)"));
+        return Err(TonAddressError(
+            "the user-friendly address fails its CRC16 checksum (a typo?)",
+        ));
     }
     let flags = bytes[0];
     let testnet_only = flags & FLAG_TESTNET_ONLY != 0;
     let tag = flags & !FLAG_TESTNET_ONLY;
     if tag != FLAG_BOUNCEABLE && tag != FLAG_NON_BOUNCEABLE {
-        return Err(TonAddressError("the user-friendly address has an unknown flags byte"));
+        return Err(TonAddressError(
+            "the user-friendly address has an unknown flags byte",
+        ));
     }
     let workchain = i32::from(i8::from_be_bytes([bytes[1]]));
     let mut account_id = [0_u8; 32];
     account_id.copy_from_slice(&bytes[2..34]);
-    Ok(ParsedTonAddress { address: TonAddress::new(workchain, account_id), testnet_only })
+    Ok(ParsedTonAddress {
+        address: TonAddress::new(workchain, account_id),
+        testnet_only,
+    })
 }
 
 /// CRC-16/XMODEM (polynomial 0x1021, initial value 0), the checksum of user-friendly addresses.
@@ -136,7 +155,11 @@ fn crc16_xmodem(data: &[u8]) -> u16 {
     for &byte in data {
         crc ^= u16::from(byte) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
         }
     }
     crc
@@ -183,7 +206,13 @@ mod tests {
         let url_safe = URL_SAFE.encode(bytes);
         assert_ne!(standard, url_safe);
         for form in [standard, url_safe] {
-            assert_eq!(parse(&form), Ok(ParsedTonAddress { address, testnet_only: true }));
+            assert_eq!(
+                parse(&form),
+                Ok(ParsedTonAddress {
+                    address,
+                    testnet_only: true
+                })
+            );
         }
     }
 
@@ -193,10 +222,25 @@ mod tests {
         let mut bytes = user_friendly(FLAG_BOUNCEABLE, &address);
         bytes[10] ^= 1;
         let corrupted = URL_SAFE.encode(bytes);
-        assert!(parse(&corrupted).unwrap_err().0.contains("CRC16"));
+        assert!(parse(&corrupted)
+            .expect_err("should be rejected")
+            .0
+            .contains("CRC16"));
         let bad_flags = URL_SAFE.encode(user_friendly(0x22, &address));
-        assert!(parse(&bad_flags).unwrap_err().0.contains("flags"));
-        for bad in ["", "0:", "0:abc", "x:00", "0:zz", "EQ", &"A".repeat(48), &"é".repeat(24)] {
+        assert!(parse(&bad_flags)
+            .expect_err("should be rejected")
+            .0
+            .contains("flags"));
+        for bad in [
+            "",
+            "0:",
+            "0:abc",
+            "x:00",
+            "0:zz",
+            "EQ",
+            &"A".repeat(48),
+            &"é".repeat(24),
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -47,5 +47,8 @@ pub fn dev_signers() -> Vec<PrivateKeySigner> {
 
 /// Addresses of anvil's default accounts #0 to #9.
 pub fn dev_addresses() -> Vec<Address> {
-    dev_signers().iter().map(PrivateKeySigner::address).collect()
+    dev_signers()
+        .iter()
+        .map(PrivateKeySigner::address)
+        .collect()
 }

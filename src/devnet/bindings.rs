@@ -25,12 +25,22 @@ sol!(
     "devnet/artifacts/StreamLockManager.json"
 );
 
-sol!(
-    #[sol(rpc)]
-    #[derive(Debug)]
-    StreamLockManagerV2,
-    "devnet/artifacts/StreamLockManagerV2.json"
-);
+/// The upgrade target. In its own module because its ABI declares the same shared types
+/// (`IStreamLockManager.TokenLock`, ...) as the V1 ABI, and `sol!` generates them per invocation.
+pub mod v2 {
+    #![allow(missing_docs)]
+
+    use alloy::sol;
+
+    sol!(
+        #[sol(rpc)]
+        #[derive(Debug)]
+        StreamLockManagerV2,
+        "devnet/artifacts/StreamLockManagerV2.json"
+    );
+}
+
+pub use v2::StreamLockManagerV2;
 
 sol!(
     #[sol(rpc)]

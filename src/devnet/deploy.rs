@@ -4,7 +4,7 @@ use std::path::Path;
 
 use alloy::primitives::{Address, Bytes, U256};
 use alloy::providers::Provider;
-use alloy::sol_types::{SolCall, SolEvent};
+use alloy::sol_types::{SolCall, SolConstructor, SolEvent};
 use serde::{Deserialize, Serialize};
 
 use super::accounts::{dev_addresses, DEPLOYER, INITIAL_PRODUCER_OWNERS};
@@ -30,23 +30,73 @@ const TOKEN_CALL_GAS: u64 = 120_000;
 const NEW_PRODUCER_GAS: u64 = 600_000;
 const ADD_PLAN_GAS: u64 = 300_000;
 
-/// The initial producers: name, whether the manager authorizes their clone, and their plans
-/// (name, plan type, price in whole tokens, duration in seconds).
+/// A producer created during deployment.
+struct InitialProducer {
+    name: &'static str,
+    /// Whether the manager authorizes its clone to open customer-plan streams.
+    authorized: bool,
+    plans: &'static [InitialPlan],
+}
+
+/// A plan added by an initial producer.
+struct InitialPlan {
+    name: &'static str,
+    plan_type: u8,
+    price_tokens: u64,
+    duration_secs: u64,
+}
+
+/// The initial producers, owned by accounts #1, #2 and #3.
 ///
-/// The third producer is deliberately left unauthorized: its customer plans are created without
-/// a stream, and nothing on chain says so (the "swallowed failure" the indexer has to live with).
-const INITIAL_PRODUCERS: [(&str, bool, &[(&str, u8, u64, u64)]); 3] = [
-    (
-        "Aurora Streaming",
-        true,
-        &[("Aurora hourly", 0, 36, 3_600), ("Aurora minute", 0, 3, 60)],
-    ),
-    (
-        "Borealis Data",
-        true,
-        &[("Borealis daily", 1, 240, 86_400), ("Borealis trial", 0, 1, 30)],
-    ),
-    ("Cirrus Compute", false, &[("Cirrus monthly", 2, 900, 2_592_000)]),
+/// The third one is deliberately left unauthorized: its customer plans are created without a
+/// stream, and nothing on chain says so (the swallowed failure an indexer has to live with).
+const INITIAL_PRODUCERS: [InitialProducer; 3] = [
+    InitialProducer {
+        name: "Aurora Streaming",
+        authorized: true,
+        plans: &[
+            InitialPlan {
+                name: "Aurora hourly",
+                plan_type: 0,
+                price_tokens: 36,
+                duration_secs: 3_600,
+            },
+            InitialPlan {
+                name: "Aurora minute",
+                plan_type: 0,
+                price_tokens: 3,
+                duration_secs: 60,
+            },
+        ],
+    },
+    InitialProducer {
+        name: "Borealis Data",
+        authorized: true,
+        plans: &[
+            InitialPlan {
+                name: "Borealis daily",
+                plan_type: 1,
+                price_tokens: 240,
+                duration_secs: 86_400,
+            },
+            InitialPlan {
+                name: "Borealis trial",
+                plan_type: 0,
+                price_tokens: 1,
+                duration_secs: 30,
+            },
+        ],
+    },
+    InitialProducer {
+        name: "Cirrus Compute",
+        authorized: false,
+        plans: &[InitialPlan {
+            name: "Cirrus monthly",
+            plan_type: 2,
+            price_tokens: 900,
+            duration_secs: 2_592_000,
+        }],
+    },
 ];
 
 /// Where everything was deployed. Written as JSON by `chainsync devnet deploy --out`.
@@ -137,7 +187,12 @@ pub(crate) async fn deploy_with(sender: &mut TxSender) -> Result<Deployment> {
     }
 
     let token = sender
-        .deploy(deployer, TestToken::BYTECODE.clone(), DEPLOY_GAS, "TestToken")
+        .deploy(
+            deployer,
+            TestToken::BYTECODE.clone(),
+            DEPLOY_GAS,
+            "TestToken",
+        )
         .await?;
     let manager_implementation = sender
         .deploy(
@@ -200,12 +255,10 @@ pub(crate) async fn deploy_with(sender: &mut TxSender) -> Result<Deployment> {
     sender.confirm(&sent).await?;
 
     let mut producers = Vec::new();
-    for (owner_index, (name, authorized, plans)) in
-        INITIAL_PRODUCER_OWNERS.iter().zip(INITIAL_PRODUCERS)
-    {
+    for (owner_index, producer) in INITIAL_PRODUCER_OWNERS.iter().zip(INITIAL_PRODUCERS) {
         let owner = accounts[*owner_index];
-        let clone = register_producer(sender, factory, owner, name).await?;
-        if authorized {
+        let clone = register_producer(sender, factory, owner, producer.name).await?;
+        if producer.authorized {
             let sent = sender
                 .send_call(
                     deployer,
@@ -221,17 +274,17 @@ pub(crate) async fn deploy_with(sender: &mut TxSender) -> Result<Deployment> {
                 .await?;
             sender.confirm(&sent).await?;
         }
-        for (plan_name, plan_type, price_tokens, duration) in plans {
+        for plan in producer.plans {
             let sent = sender
                 .send_call(
                     owner,
                     clone,
                     &Producer::addPlanCall {
-                        planName: (*plan_name).to_string(),
-                        planType: *plan_type,
+                        planName: plan.name.to_string(),
+                        planType: plan.plan_type,
                         token,
-                        price: whole_tokens(*price_tokens),
-                        duration: U256::from(*duration),
+                        price: whole_tokens(plan.price_tokens),
+                        duration: U256::from(plan.duration_secs),
                     },
                     ADD_PLAN_GAS,
                     "Producer.addPlan",

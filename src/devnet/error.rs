@@ -85,6 +85,9 @@ impl Error {
     /// Whether retrying the same call later could succeed (the node was unreachable or slow),
     /// as opposed to a transaction that reverted or a file that is wrong.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Connect { .. } | Self::Rpc { .. } | Self::NotMined { .. })
+        matches!(
+            self,
+            Self::Connect { .. } | Self::Rpc { .. } | Self::NotMined { .. }
+        )
     }
 }

@@ -1,1 +1,138 @@
-//! The local devnet.
+//! The local devnet: the test contracts, their deployment, and a traffic generator.
+//!
+//! The contracts live in `devnet/contracts` (Solidity, compiled by `node devnet/compile.js` into
+//! the committed `devnet/artifacts`). They emit exactly the events of the production stream
+//! contracts, quirks included, so that everything chainsync indexes can be produced locally.
+//!
+//! - [`deploy`] deploys them in a fixed order (same addresses on every fresh anvil) and funds
+//!   anvil's dev accounts; it returns a [`Deployment`].
+//! - [`Traffic`] drives a deployment with a seeded, weighted mix of operations;
+//!   [`generate_events`] floods it until a number of logs exist.
+//! - [`DevnetCommand`] / [`run`] are the `chainsync devnet` subcommands.
+//! - [`bindings`] are the generated contract bindings (deploy, call, decode).
+
+pub mod accounts;
+pub mod bindings;
+mod deploy;
+mod error;
+mod sender;
+mod traffic;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+pub use deploy::{
+    deploy, Deployment, MAX_STREAM_DURATION_SECS, MIN_STREAM_AMOUNT, MIN_STREAM_DURATION_SECS,
+};
+pub use error::{Error, Result};
+pub use traffic::{generate_events, Operation, StepReport, Traffic, TrafficTotals, TxOutcome};
+
+/// The RPC endpoint of `anvil` started with its defaults.
+pub const DEFAULT_RPC_URL: &str = "http://127.0.0.1:8545";
+
+/// `chainsync devnet ...`: deploy the test contracts and drive them.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum DevnetCommand {
+    /// Deploy the test contracts to a fresh devnet and fund the dev accounts.
+    ///
+    /// Prints the deployment as JSON (or writes it to --out).
+    Deploy {
+        /// JSON-RPC endpoint of the devnet (http or ws).
+        #[arg(long, default_value = DEFAULT_RPC_URL)]
+        rpc_url: String,
+        /// Write the deployment JSON to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Drive a deployment with a realistic, seeded mix of transactions until Ctrl-C.
+    Traffic {
+        /// JSON-RPC endpoint of the devnet (http or ws).
+        #[arg(long, default_value = DEFAULT_RPC_URL)]
+        rpc_url: String,
+        /// Deployment JSON written by `chainsync devnet deploy --out`.
+        #[arg(long)]
+        deployment: PathBuf,
+        /// Seed of the operation mix; the same seed on a fresh devnet replays the same traffic.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Steps (each one to a few transactions) per second.
+        #[arg(long, default_value_t = 2.0)]
+        rate: f64,
+        /// Stop after this many steps.
+        #[arg(long)]
+        max_steps: Option<u64>,
+    },
+    /// Flood a deployment until at least --events logs were emitted by the stream contracts.
+    Generate {
+        /// JSON-RPC endpoint of the devnet (http or ws).
+        #[arg(long, default_value = DEFAULT_RPC_URL)]
+        rpc_url: String,
+        /// Deployment JSON written by `chainsync devnet deploy --out`.
+        #[arg(long)]
+        deployment: PathBuf,
+        /// Seed of the operation mix.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Minimum number of logs to produce.
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+    },
+}
+
+/// Runs a `chainsync devnet` subcommand.
+pub async fn run(command: DevnetCommand) -> anyhow::Result<()> {
+    match command {
+        DevnetCommand::Deploy { rpc_url, out } => {
+            let deployment = deploy(&rpc_url)
+                .await
+                .context("deploying the devnet contracts")?;
+            match out {
+                Some(path) => {
+                    deployment.save(&path)?;
+                    println!("deployment written to {}", path.display());
+                }
+                None => println!("{}", serde_json::to_string_pretty(&deployment)?),
+            }
+        }
+        DevnetCommand::Traffic {
+            rpc_url,
+            deployment,
+            seed,
+            rate,
+            max_steps,
+        } => {
+            let deployment = Deployment::load(&deployment)?;
+            println!("devnet traffic: seed {seed}, {rate} steps/s");
+            let mut traffic = Traffic::new(&rpc_url, deployment, seed).await?;
+            let stop = async {
+                // If the signal handler cannot be installed, run until max_steps (or forever).
+                if tokio::signal::ctrl_c().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let steps = traffic.run_steps(rate, max_steps, stop).await?;
+            let totals = traffic.totals();
+            println!(
+                "devnet traffic stopped after {steps} steps: {} transactions ({} reverted, {} unexpectedly), {} contract logs",
+                totals.transactions, totals.reverted, totals.unexpected_reverts, totals.contract_logs
+            );
+        }
+        DevnetCommand::Generate {
+            rpc_url,
+            deployment,
+            seed,
+            events,
+        } => {
+            let deployment = Deployment::load(&deployment)?;
+            println!("devnet event generation: seed {seed}, at least {events} logs");
+            let started = std::time::Instant::now();
+            let produced = generate_events(&rpc_url, deployment, seed, events).await?;
+            println!(
+                "generated {produced} contract logs in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}

@@ -65,7 +65,10 @@ impl Anvil {
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // port taken: try another
                 }
-                if rpc(&url, "eth_chainId", serde_json::json!([])).await.is_ok() {
+                if rpc(&url, "eth_chainId", serde_json::json!([]))
+                    .await
+                    .is_ok()
+                {
                     return Self { child, port };
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -140,7 +143,10 @@ pub async fn rpc(
     if let Some(error) = value.get("error") {
         return Err(error.to_string());
     }
-    Ok(value.get("result").cloned().unwrap_or(serde_json::Value::Null))
+    Ok(value
+        .get("result")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null))
 }
 
 /// The admin URL (no database name).
@@ -198,9 +204,10 @@ impl Drop for TestDb {
             if let Ok(runtime) = runtime {
                 runtime.block_on(async move {
                     if let Ok(mut conn) = PgConnection::connect(&admin).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .execute(&mut conn)
-                            .await;
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut conn)
+                                .await;
                     }
                 });
             }
@@ -220,7 +227,198 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < until, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            Instant::now() < until,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Writes a configuration for one EVM chain named `devnet` at `rpc_url` with the given
+/// contracts `(role, address, start_block)`; `extra` is appended to the `[[evm]]` table.
+pub fn write_config(
+    dir: &std::path::Path,
+    rpc_url: &str,
+    db_url: &str,
+    contracts: &[(&str, String, u64)],
+    extra: &str,
+) -> PathBuf {
+    let api_port = free_port();
+    let metrics_port = free_port();
+    let mut text = format!(
+        r#"[database]
+url = "{db_url}"
+max_connections = 4
+api_max_connections = 2
+
+[api]
+listen = "127.0.0.1:{api_port}"
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+
+[log]
+level = "info,chainsync=debug"
+
+[[evm]]
+name = "devnet"
+chain_id = 31337
+rpc_urls = ["{rpc_url}"]
+confirmations = 2
+poll_interval = "200ms"
+max_block_range = 500
+requests_per_second = 10000
+reorg_window = 64
+{extra}
+"#
+    );
+    for (role, address, start) in contracts {
+        text.push_str(&format!(
+            "\n[[evm.contracts]]\nrole = \"{role}\"\naddress = \"{address}\"\nstart_block = {start}\n"
+        ));
+    }
+    let path = dir.join("chainsync.toml");
+    std::fs::write(&path, text).expect("write test config");
+    path
+}
+
+/// The metrics address of a configuration written by [`write_config`].
+pub fn metrics_url(config: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(config).expect("config readable");
+    let table: toml::Table = text.parse().expect("config parses");
+    let listen = table["metrics"]["listen"]
+        .as_str()
+        .expect("metrics.listen")
+        .to_owned();
+    format!("http://{listen}/metrics")
+}
+
+/// A `chainsync run` child process, killed (SIGKILL) on drop.
+pub struct Chainsync {
+    pub child: Child,
+}
+
+impl Chainsync {
+    /// Starts `chainsync run --config <config>`, logging to `<config dir>/chainsync-<n>.log`.
+    pub fn run(config: &std::path::Path) -> Self {
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        // Logs outlive the test's temporary directory, for post-mortems.
+        let dir = repo_root().join("target/test-logs");
+        let _ = std::fs::create_dir_all(&dir);
+        let log_path = dir.join(format!(
+            "chainsync-{}-{}.log",
+            std::process::id(),
+            RUNS.fetch_add(1, Ordering::Relaxed)
+        ));
+        eprintln!("chainsync log: {}", log_path.display());
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_chainsync"))
+            .args(["run", "--config"])
+            .arg(config)
+            .current_dir(repo_root())
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("chainsync starts");
+        Self { child }
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Chainsync {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The indexed height recorded in `chain_status` for `chain`.
+pub async fn indexed_block(pool: &PgPool, chain: &str) -> Option<u64> {
+    let value: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT indexed_block FROM chain_status WHERE chain = $1")
+            .bind(chain)
+            .fetch_optional(pool)
+            .await
+            .ok()?;
+    value.flatten().and_then(|v| u64::try_from(v).ok())
+}
+
+/// Ground truth: every log of `addresses` in `[from, to]` by `eth_getLogs`, as
+/// (block hash, tx hash, log index) hex strings, sorted.
+pub async fn node_logs(
+    rpc_url: &str,
+    addresses: &[String],
+    from: u64,
+    to: u64,
+) -> Vec<(String, String, u64)> {
+    let mut out = Vec::new();
+    let mut start = from;
+    while start <= to {
+        let end = to.min(start + 999);
+        let logs = rpc(
+            rpc_url,
+            "eth_getLogs",
+            serde_json::json!([{"address": addresses, "fromBlock": format!("0x{start:x}"), "toBlock": format!("0x{end:x}")}]),
+        )
+        .await
+        .expect("eth_getLogs");
+        for log in logs.as_array().cloned().unwrap_or_default() {
+            let index = log["logIndex"]
+                .as_str()
+                .unwrap_or("0x0")
+                .trim_start_matches("0x");
+            out.push((
+                log["blockHash"].as_str().unwrap_or_default().to_lowercase(),
+                log["transactionHash"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_lowercase(),
+                u64::from_str_radix(index, 16).unwrap_or(0),
+            ));
+        }
+        start = end + 1;
+    }
+    out.sort();
+    out
+}
+
+/// Stored non-removed logs of `chain` in `[from, to]`, in the same form as [`node_logs`].
+pub async fn stored_logs(
+    pool: &PgPool,
+    chain: &str,
+    from: u64,
+    to: u64,
+) -> Vec<(String, String, u64)> {
+    let rows: Vec<(Vec<u8>, Vec<u8>, i32)> = sqlx::query_as(
+        "SELECT block_hash, tx_hash, log_index FROM evm_logs
+         WHERE chain = $1 AND NOT removed AND block_number BETWEEN $2 AND $3",
+    )
+    .bind(chain)
+    .bind(from as i64)
+    .bind(to as i64)
+    .fetch_all(pool)
+    .await
+    .expect("stored logs");
+    let mut out: Vec<(String, String, u64)> = rows
+        .into_iter()
+        .map(|(b, t, i)| {
+            (
+                format!("0x{}", hex::encode(b)),
+                format!("0x{}", hex::encode(t)),
+                i as u64,
+            )
+        })
+        .collect();
+    out.sort();
+    out
 }

@@ -157,11 +157,7 @@ impl ReorgWindow {
         let mut orphaned = Vec::new();
         for block in self.blocks.values().rev() {
             match canonical(block.number) {
-                None => {
-                    return ForkSearch::NeedMore {
-                        next: block.number,
-                    }
-                }
+                None => return ForkSearch::NeedMore { next: block.number },
                 Some(hash) if hash == block.hash => {
                     return ForkSearch::Found {
                         fork_point: block.number,
@@ -303,17 +299,18 @@ mod tests {
         let window = chain(0, 10, 20);
         assert!(window.accepts(12, &hash(0, 12)));
         assert!(!window.accepts(12, &hash(1, 12)));
-        assert!(!window.accepts(25, &hash(0, 25)), "above the tip: not held yet");
+        assert!(
+            !window.accepts(25, &hash(0, 25)),
+            "above the tip: not held yet"
+        );
         assert!(window.accepts(3, &hash(7, 3)), "below the window: final");
     }
 
     #[test]
     fn restored_window_behaves_like_the_original() {
         let original = chain(0, 1, 50);
-        let restored = ReorgWindow::from_blocks(
-            128,
-            (1..=50).rev().map(|n| *original.get(n).expect("held")),
-        );
+        let restored =
+            ReorgWindow::from_blocks(128, (1..=50).rev().map(|n| *original.get(n).expect("held")));
         assert_eq!(restored.tip(), original.tip());
         assert_eq!(restored.check(&block(1, 51, 1)), WindowCheck::Conflicts);
     }

@@ -210,13 +210,24 @@ impl ListenerCore {
             })?
     }
 
-    /// The front cursor: the highest next block among contracts that have started by `head`.
-    fn front(&self, head: u64) -> Option<u64> {
+    /// Where the front stands: the block after the window's tip, or, before the first window
+    /// block exists, the lowest next block of all contracts. `None` when there is no contract.
+    fn front(&self) -> Option<u64> {
+        match self.window.tip() {
+            Some(tip) => Some(tip.number + 1),
+            None => self.cursors.iter().map(ContractCursor::next_block).min(),
+        }
+    }
+
+    /// The front group for a batch ending at `to`: contracts at or beyond the front whose start
+    /// has come (`query`: their logs are fetched) — every one of them moves its cursor to `to`.
+    /// Contracts starting later stay where they are until the front reaches them.
+    fn front_group(&self, front: u64, to: u64) -> Vec<Address> {
         self.cursors
             .iter()
-            .map(ContractCursor::next_block)
-            .filter(|next| *next <= head + 1)
-            .max()
+            .filter(|c| c.next_block() >= front && c.next_block() <= to + 1)
+            .map(|c| c.address)
+            .collect()
     }
 
     async fn step(&mut self) -> Result<StepOutcome> {
@@ -225,15 +236,23 @@ impl ListenerCore {
             .chain_head_block
             .with_label_values(&[self.chain()])
             .set(gauge(head.block.number));
-        if let Some(tip) = self.window.tip() {
+        if let Some(tip) = self.window.tip().copied() {
+            if head.block.number == tip.number && head.block.hash != tip.hash {
+                // Same height, another hash: the branch we hold was replaced.
+                return self.handle_reorg(head.block.number).await;
+            }
             if head.block.number < tip.number {
                 // A node behind what we indexed is lagging, not reorging: wait for it.
-                tracing::debug!(chain = self.chain(), head = head.block.number, indexed = tip.number,
-                    "node head is below the indexed block; waiting");
+                tracing::debug!(
+                    chain = self.chain(),
+                    head = head.block.number,
+                    indexed = tip.number,
+                    "node head is below the indexed block; waiting"
+                );
                 return Ok(StepOutcome::Idle);
             }
         }
-        let Some(front) = self.front(head.block.number) else {
+        let Some(front) = self.front() else {
             return Ok(StepOutcome::Idle);
         };
         let mut outcome = self.front_step(front, &head).await?;
@@ -243,9 +262,12 @@ impl ListenerCore {
                 outcome = StepOutcome::Progressed;
             }
         }
-        let remaining = self
-            .front(head.block.number)
-            .map_or(0, |f| head.block.number.saturating_sub(self.settings.reorg_window).saturating_sub(f.saturating_sub(1)));
+        let remaining = self.front().map_or(0, |f| {
+            head.block
+                .number
+                .saturating_sub(self.settings.reorg_window)
+                .saturating_sub(f.saturating_sub(1))
+        });
         METRICS
             .backfill_remaining_blocks
             .with_label_values(&[self.chain()])
@@ -283,9 +305,8 @@ impl ListenerCore {
                 return self.handle_reorg(head).await;
             }
         }
-        let group = self.group_at(from);
-        let next_other = self.next_cursor_above(from);
-        let to = (from + self.range.span() - 1).min(safe).min(next_other.saturating_sub(1).max(from));
+        let to = (from + self.range.span() - 1).min(safe);
+        let group = self.front_group(from, to);
         let Some((to, logs)) = self.fetch_range(&group, from, to).await? else {
             return Ok(StepOutcome::Progressed);
         };
@@ -338,12 +359,18 @@ impl ListenerCore {
         let Some(last) = accepted.last().map(|h| h.block.number) else {
             return Ok(StepOutcome::Idle);
         };
-        let group = self.group_at(from);
-        let watched: Vec<BloomInput<'_>> =
-            group.iter().map(|a| BloomInput::Raw(a.as_slice())).collect();
+        let group = self.front_group(from, last);
+        let watched: Vec<BloomInput<'_>> = group
+            .iter()
+            .map(|a| BloomInput::Raw(a.as_slice()))
+            .collect();
         let needing_logs: Vec<&Header> = accepted
             .iter()
-            .filter(|h| watched.iter().any(|input| h.logs_bloom.contains_input(*input)))
+            .filter(|h| {
+                watched
+                    .iter()
+                    .any(|input| h.logs_bloom.contains_input(*input))
+            })
             .collect();
         let mut logs = Vec::new();
         if let (Some(first), Some(last_needed)) = (needing_logs.first(), needing_logs.last()) {
@@ -354,8 +381,10 @@ impl ListenerCore {
                 _ => return Ok(StepOutcome::Progressed),
             }
         }
-        let hashes: HashMap<u64, B256> =
-            accepted.iter().map(|h| (h.block.number, h.block.hash)).collect();
+        let hashes: HashMap<u64, B256> = accepted
+            .iter()
+            .map(|h| (h.block.number, h.block.hash))
+            .collect();
         let Ok((logs, discovered)) = self.prepare_logs(logs, Some(&hashes)) else {
             // A log from a block we do not hold: the chain moved under us. Look again.
             return Ok(StepOutcome::Idle);
@@ -380,7 +409,7 @@ impl ListenerCore {
 
     /// One range for the contracts furthest behind the front, up to the front.
     async fn lagging_step(&mut self, head: u64) -> Result<StepOutcome> {
-        let Some(front) = self.front(head) else {
+        let Some(front) = self.front() else {
             return Ok(StepOutcome::Idle);
         };
         let Some(from) = self
@@ -446,6 +475,10 @@ impl ListenerCore {
         from: u64,
         to: u64,
     ) -> Result<Option<(u64, Vec<Log>)>> {
+        if addresses.is_empty() {
+            // An empty address list would ask for every log of the chain.
+            return Ok(Some((to, Vec::new())));
+        }
         let span = to - from + 1;
         let filter = Filter::new()
             .address(addresses.to_vec())
@@ -471,13 +504,19 @@ impl ListenerCore {
                     .getlogs_block_range_blocks
                     .with_label_values(&[self.chain()])
                     .set(gauge(self.range.span()));
-                tracing::info!(chain = self.chain(), from, to, new_span = self.range.span(),
-                    "provider refused the eth_getLogs range; shrinking");
+                tracing::info!(
+                    chain = self.chain(),
+                    from,
+                    to,
+                    new_span = self.range.span(),
+                    "provider refused the eth_getLogs range; shrinking"
+                );
                 if span == 1 {
                     return Err(Error::Inconsistent {
                         chain: self.chain().to_owned(),
                         block: from,
-                        message: "the provider refuses eth_getLogs even for a single block".to_owned(),
+                        message: "the provider refuses eth_getLogs even for a single block"
+                            .to_owned(),
                     });
                 }
                 Ok(None)
@@ -525,7 +564,10 @@ impl ListenerCore {
                 }
             }
             let address = log.inner.address;
-            if starts.get(&address).is_some_and(|start| block_number < *start) {
+            if starts
+                .get(&address)
+                .is_some_and(|start| block_number < *start)
+            {
                 continue;
             }
             let decoded = decode_log(&log.inner);
@@ -604,7 +646,13 @@ impl ListenerCore {
             }
         };
         let depth = orphaned.len();
-        tracing::warn!(chain = self.chain(), fork_point, depth, head, "reorg detected");
+        tracing::warn!(
+            chain = self.chain(),
+            fork_point,
+            depth,
+            head,
+            "reorg detected"
+        );
         self.send(ChainEvent::Reorged {
             fork_point,
             orphaned,
@@ -630,12 +678,14 @@ impl ListenerCore {
             .chain_halted
             .with_label_values(&[self.chain()])
             .set(1);
-        sqlx::query("UPDATE chain_status SET halted_reason = $2, updated_at = now() WHERE chain = $1")
-            .bind(self.chain())
-            .bind(err.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(Error::db("halt"))?;
+        sqlx::query(
+            "UPDATE chain_status SET halted_reason = $2, updated_at = now() WHERE chain = $1",
+        )
+        .bind(self.chain())
+        .bind(err.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(Error::db("halt"))?;
         Ok(StepOutcome::Halted)
     }
 
@@ -652,11 +702,13 @@ impl ListenerCore {
             match outcome {
                 StepOutcome::Progressed => {}
                 StepOutcome::Idle => {
-                    let _ = tokio::time::timeout(self.settings.poll_interval, wake.notified()).await;
+                    let _ =
+                        tokio::time::timeout(self.settings.poll_interval, wake.notified()).await;
                 }
                 StepOutcome::Halted => loop {
                     // Stay alive for /readyz and metrics; an operator rewinds and restarts.
-                    tokio::time::sleep(self.settings.poll_interval.max(Duration::from_secs(5))).await;
+                    tokio::time::sleep(self.settings.poll_interval.max(Duration::from_secs(5)))
+                        .await;
                     METRICS
                         .listener_progress_timestamp_seconds
                         .with_label_values(&[self.chain()])

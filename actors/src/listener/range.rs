@@ -49,9 +49,9 @@ pub fn advise(message: &str, requested: u64) -> RangeAdvice {
     if !range_words.iter().any(|w| lower.contains(w)) {
         return RangeAdvice::NotARangeError;
     }
-    // "limited to 1000 blocks", "maximum block range: 5000", "up to a 2k block range".
-    let is_log_count = lower.contains("results") || lower.contains("logs");
-    if !is_log_count || lower.contains("block range") {
+    // "limited to 1000 blocks", "maximum block range: 5000", "up to a 2k block range". A count of
+    // results or logs ("more than 10000 results") is not a span: only numbers next to "block".
+    if lower.contains("block") {
         if let Some(span) = number_near_block_word(&lower) {
             if span >= 1 && span < requested {
                 return RangeAdvice::UseSpan(span);
@@ -160,7 +160,8 @@ mod tests {
 
     #[test]
     fn provider_suggested_range_is_used() {
-        let infura = "query returned more than 10000 results. Try with this block range [0x1, 0x3E8].";
+        let infura =
+            "query returned more than 10000 results. Try with this block range [0x1, 0x3E8].";
         assert_eq!(advise(infura, 5000), RangeAdvice::UseSpan(1000));
         let alchemy = "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range and no limit on the response size, or you can receive unlimited logs in a 10K block range. Based on your parameters, this block range should work: [0x10, 0x1f3]";
         assert_eq!(advise(alchemy, 10_000), RangeAdvice::UseSpan(484));
@@ -198,10 +199,7 @@ mod tests {
             advise("header not found", 2000),
             RangeAdvice::NotARangeError
         );
-        assert_eq!(
-            advise("internal error", 2000),
-            RangeAdvice::NotARangeError
-        );
+        assert_eq!(advise("internal error", 2000), RangeAdvice::NotARangeError);
     }
 
     #[test]

@@ -322,7 +322,14 @@ pub async fn commit_blocks(
     if !discovered.is_empty() {
         let contracts: Vec<(Address, String, u64, Option<B256>)> = discovered
             .iter()
-            .map(|d| (d.address, "producer".to_owned(), d.from_block, Some(d.tx_hash)))
+            .map(|d| {
+                (
+                    d.address,
+                    "producer".to_owned(),
+                    d.from_block,
+                    Some(d.tx_hash),
+                )
+            })
             .collect();
         register_contracts(conn, chain, &contracts).await?;
     }
@@ -457,7 +464,15 @@ pub async fn apply_event(
             head,
         } => {
             let old_head = orphaned.first().map_or(*fork_point, |b| b.number);
-            unwind_reorg(conn, chain, *fork_point, event.reorg_depth(), old_head, *head).await?;
+            unwind_reorg(
+                conn,
+                chain,
+                *fork_point,
+                event.reorg_depth(),
+                old_head,
+                *head,
+            )
+            .await?;
             Ok(CommitSummary::default())
         }
     }
