@@ -364,6 +364,8 @@ async fn traffic_emits_every_reference_event_with_the_parameters_sent() {
         assert!(checked.contains(what), "no {what} was checked");
     }
 
+    check_log_order_per_call(&provider, &deployment, &logs).await;
+
     // Quirk 1: identical creates in one block share a lockId.
     assert!(
         lock_ids_created.values().any(|count| *count > 1),
@@ -480,6 +482,123 @@ async fn traffic_emits_every_reference_event_with_the_parameters_sent() {
     assert!(
         virtual_total > held,
         "usage-pool payouts leave total virtual balances above the tokens held"
+    );
+}
+
+/// The event names of a receipt, in order: the token's ERC-20 `Transfer` and the reference
+/// events of the watched contracts.
+async fn receipt_events(provider: &DynProvider, deployment: &Deployment, tx: B256) -> Vec<String> {
+    let receipt = provider
+        .get_transaction_receipt(tx)
+        .await
+        .expect("eth_getTransactionReceipt")
+        .expect("receipt exists");
+    receipt
+        .inner
+        .logs()
+        .iter()
+        .map(|log| {
+            if log.address() == deployment.token {
+                TestToken::Transfer::decode_log(&log.inner).expect("token Transfer");
+                return "Transfer".to_string();
+            }
+            match reference::decode_log(&log.inner) {
+                reference::DecodeOutcome::Decoded(event) => event.name.to_string(),
+                other => panic!("unexpected log in {tx}: {other:?}"),
+            }
+        })
+        .collect()
+}
+
+/// A settlement: `BalanceUnlocked`, a `Transfer` to the recipient when anything accrued,
+/// `StreamSettled`. Returns how many names it consumed.
+fn settlement_len(names: &[String]) -> usize {
+    assert_eq!(names[0], "BalanceUnlocked", "{names:?}");
+    let with_payment = names[1] == "Transfer";
+    let end = if with_payment { 2 } else { 1 };
+    assert_eq!(names[end], "StreamSettled", "{names:?}");
+    end + 1
+}
+
+/// Log order per call, as the reference lists it.
+async fn check_log_order_per_call(provider: &DynProvider, deployment: &Deployment, logs: &[Log]) {
+    let mut transactions = Transactions {
+        provider,
+        cache: HashMap::new(),
+    };
+    let mut seen_hashes = HashSet::new();
+    let mut checked: HashSet<&'static str> = HashSet::new();
+    for log in logs {
+        let hash = log.transaction_hash.expect("mined");
+        if !seen_hashes.insert(hash) {
+            continue;
+        }
+        let tx = transactions.of(log).await.clone();
+        let input = input_of(&tx);
+        if to_of(&tx) != Some(deployment.manager) {
+            continue;
+        }
+        let names = receipt_events(provider, deployment, hash).await;
+        let creation = [
+            "Transfer",
+            "BalanceDeposited",
+            "BalanceLocked",
+            "StreamLockCreated",
+        ];
+        if StreamLockManager::createStreamLockCall::abi_decode(input).is_ok() {
+            assert_eq!(names, creation, "createStreamLock");
+            checked.insert("createStreamLock");
+        } else if let Ok(call) = StreamLockManager::batchCreateStreamsCall::abi_decode(input) {
+            assert_eq!(
+                names,
+                creation.repeat(call.params.len()),
+                "batchCreateStreams"
+            );
+            checked.insert("batchCreateStreams");
+        } else if StreamLockManager::cancelStreamCall::abi_decode(input).is_ok()
+            || StreamLockManager::settleStreamCall::abi_decode(input).is_ok()
+        {
+            assert_eq!(settlement_len(&names), names.len(), "{names:?}");
+            checked.insert("cancelStream/settleStream");
+        } else if StreamLockManager::claimStreamsByProducerCall::abi_decode(input).is_ok() {
+            let mut at = 0;
+            while names[at] != "ProducerBatchClaim" {
+                at += settlement_len(&names[at..]);
+            }
+            assert_eq!(
+                at + 1,
+                names.len(),
+                "ProducerBatchClaim comes last: {names:?}"
+            );
+            checked.insert("claimStreamsByProducer");
+        } else if StreamLockManager::emergencyWithdrawCall::abi_decode(input).is_ok() {
+            let expected = [
+                "BalanceUnlocked",
+                "Transfer",
+                "BalanceWithdrawn",
+                "EmergencyWithdraw",
+            ];
+            assert_eq!(names, expected, "emergencyWithdraw");
+            checked.insert("emergencyWithdraw");
+        } else if StreamLockManager::consumeUsageFromPoolCall::abi_decode(input).is_ok() {
+            assert_eq!(
+                names,
+                ["Transfer", "BalanceUnlocked", "PartialClaim"],
+                "consumeUsageFromPool"
+            );
+            checked.insert("consumeUsageFromPool");
+        } else if StreamLockManager::pauseCall::abi_decode(input).is_ok() {
+            assert_eq!(names, ["Paused"]);
+            checked.insert("pause");
+        } else if StreamLockManager::unpauseCall::abi_decode(input).is_ok() {
+            assert_eq!(names, ["Unpaused"]);
+            checked.insert("unpause");
+        }
+    }
+    assert_eq!(
+        checked.len(),
+        9,
+        "every kind of call was checked: {checked:?}"
     );
 }
 

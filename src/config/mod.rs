@@ -24,7 +24,6 @@ mod ton;
 mod ton_address;
 mod validate;
 
-use std::fmt;
 use std::io::Read as _;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
@@ -145,8 +144,8 @@ pub struct WebhooksConfig {
     pub max_attempts: u32,
 }
 
-/// One webhook endpoint.
-#[derive(Clone, PartialEq, Eq)]
+/// One webhook endpoint. Its `Debug` output shows neither the secret nor the URL's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookEndpoint {
     /// `http(s)://` URL events are POSTed to.
     pub url: SecretUrl,
@@ -154,16 +153,6 @@ pub struct WebhookEndpoint {
     pub secret_env: String,
     /// The HMAC-SHA256 signing secret.
     pub secret: Redacted<String>,
-}
-
-impl fmt::Debug for WebhookEndpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookEndpoint")
-            .field("url", &self.url)
-            .field("secret_env", &self.secret_env)
-            .field("secret", &self.secret)
-            .finish()
-    }
 }
 
 impl Config {

@@ -264,7 +264,7 @@ impl EvmRpc {
             .with_max_times(self.max_attempts.saturating_sub(1))
     }
 
-    fn into_error(&self, method: &'static str, failure: Failure) -> Error {
+    fn to_error(&self, method: &'static str, failure: Failure) -> Error {
         Error::Rpc {
             chain: self.chain.clone(),
             method,
@@ -290,7 +290,7 @@ impl EvmRpc {
                     retry_in = ?delay, "rpc call failed; retrying");
             })
             .await
-            .map_err(|failure| self.into_error(method, failure))
+            .map_err(|failure| self.to_error(method, failure))
     }
 
     /// `eth_chainId`.
@@ -371,7 +371,7 @@ impl EvmRpc {
                 retry_in = ?delay, "rpc call failed; retrying");
         })
         .await;
-        result.map_err(|failure| self.into_error(method, failure))
+        result.map_err(|failure| self.to_error(method, failure))
     }
 }
 
