@@ -5,9 +5,9 @@ SHELL := bash
 .DEFAULT_GOAL := help
 
 # Benchmarks, one target each; `make bench` runs every one listed here.
-BENCHES :=
+BENCHES := bench-evm
 
-.PHONY: help run test lint fmt build contracts contracts-check devnet db bench tools clean-local
+.PHONY: help run test lint fmt build contracts contracts-check devnet db bench bench-evm tools clean-local
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -43,6 +43,9 @@ devnet: tools ## Run only the devnet: anvil on :8545, the test contracts and the
 db: tools ## Make sure Postgres runs, create database chainsync_devnet if missing, migrate it
 	cargo build --bin chainsync
 	scripts/db.sh
+
+bench-evm: tools ## Backfill 10k and 100k devnet events; compare with bare eth_getLogs and bare inserts
+	scripts/bench-evm.sh
 
 bench: $(BENCHES) ## Run the benchmarks
 	@echo "bench: $(words $(BENCHES)) benchmark(s) defined$(if $(BENCHES),: $(BENCHES))"

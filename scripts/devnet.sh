@@ -10,7 +10,7 @@ cd "$REPO_ROOT"
 shutdown() {
   local status=$?
   trap '' INT TERM HUP
-  stop_children 5 traffic anvil
+  stop_children 5 deploy traffic anvil
   say "the devnet has stopped"
   exit "$status"
 }

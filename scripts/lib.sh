@@ -233,6 +233,17 @@ start_child() {
   printf '%s %s\n' "$name" "$pid" >>"$PIDS_FILE"
 }
 
+# run_child NAME LOG CMD...: like start_child, then waits for CMD and returns its status. Unlike a
+# command in the foreground, the wait lets a signal reach the script's traps at once.
+run_child() {
+  local name=$1 pid status=0
+  start_child "$@"
+  pid=$(child_pid "$name")
+  wait "$pid" || status=$?
+  unset "CHILD_NAMES[$pid]"
+  return "$status"
+}
+
 # The PID of the running child called NAME, if any.
 child_pid() {
   local pid
@@ -299,8 +310,9 @@ start_devnet() {
     die "anvil did not answer on $ANVIL_URL within 30 s"
   fi
   say "anvil answers on $ANVIL_URL; deploying the test contracts"
-  if ! "$CHAINSYNC_BIN" devnet deploy --rpc-url "$ANVIL_URL" \
-    --out "$DEVNET_DIR/deployment.json" >"$DEVNET_DIR/deploy.log" 2>&1; then
+  : >"$DEVNET_DIR/deploy.log"
+  if ! run_child deploy "$DEVNET_DIR/deploy.log" "$CHAINSYNC_BIN" devnet deploy \
+    --rpc-url "$ANVIL_URL" --out "$DEVNET_DIR/deployment.json"; then
     show_log_tail "$DEVNET_DIR/deploy.log"
     die "deploying the test contracts failed"
   fi

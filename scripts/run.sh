@@ -18,7 +18,7 @@ shutdown() {
   local status=$?
   trap '' INT TERM HUP
   # The indexer first, so it does not log the chain's disappearance; Postgres last.
-  stop_children 10 chainsync
+  stop_children 10 chainsync migrate deploy
   stop_children 5 traffic anvil
   if [[ $PG_STARTED_PRIVATE == 1 ]]; then stop_private_pg; fi
   say "everything it started has stopped"
@@ -43,7 +43,7 @@ fi
 database_url=$(pg_database_url "$PG_SERVER_URL" "$DEVNET_DATABASE")
 say "creating database $DEVNET_DATABASE anew and migrating it"
 pg_recreate_database "$DEVNET_DATABASE"
-"$CHAINSYNC_BIN" migrate --database-url "$database_url"
+run_child migrate - "$CHAINSYNC_BIN" migrate --database-url "$database_url"
 
 start_devnet
 

@@ -41,9 +41,9 @@ stage() {
 
 run_cargo_tests() {
   if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --all-targets --no-tests=warn
+    cargo nextest run --workspace --lib --bins --tests --no-tests=warn
   else
-    cargo test --workspace --all-targets
+    cargo test --workspace --lib --bins --tests
   fi
 }
 

@@ -597,7 +597,7 @@ async fn check_log_order_per_call(provider: &DynProvider, deployment: &Deploymen
     }
     assert_eq!(
         checked.len(),
-        9,
+        8,
         "every kind of call was checked: {checked:?}"
     );
 }

@@ -6,7 +6,7 @@
 //! 2. replace `${VAR}` references in string values from the environment
 //!    ([`ConfigError::MissingEnv`] when a variable is unset);
 //! 3. apply the overriding variables (`DATABASE_URL`, `CHAINSYNC_API_LISTEN`, ...; see
-//!    `the Configuration section of README.md`), so their values go through the same checks as the file's;
+//!    the Configuration section of `README.md`), so their values go through the same checks as the file's;
 //! 4. deserialise into the raw schema, which rejects unknown keys ([`ConfigError::UnknownKey`]) and
 //!    values of the wrong type;
 //! 5. validate every value and apply defaults, producing the types below: durations are

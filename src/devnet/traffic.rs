@@ -305,8 +305,9 @@ struct Mined {
 
 /// Drives a deployed devnet with a seeded, weighted mix of operations.
 ///
-/// The sequence of operations and their parameters depends only on the seed and on what the
-/// chain reports back, so a run on a fresh devnet is reproducible.
+/// Operations and their parameters follow from the seed and from what the chain reports back.
+/// anvil stamps blocks with the wall clock, so two runs with one seed on fresh devnets match
+/// except where timing matters (whether a stream has expired when it is picked, for example).
 pub struct Traffic {
     sender: TxSender,
     deployment: Deployment,
