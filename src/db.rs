@@ -55,6 +55,13 @@ pub async fn connect(
             ("default_transaction_read_only", read_only),
         ])
         .disable_statement_logging();
+    // One direct connection first: a wrong host or password fails at once with the server's
+    // own reason, instead of after the pool's acquire timeout.
+    let probe = options.connect().await.map_err(|source| DbError::Connect {
+        url: redact_url(url),
+        source,
+    })?;
+    let _ = sqlx::Connection::close(probe).await;
     PgPoolOptions::new()
         .max_connections(max_connections.max(1))
         .acquire_timeout(Duration::from_secs(30))
