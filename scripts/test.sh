@@ -5,6 +5,7 @@
 #   build      cargo build --workspace --all-targets
 #   clippy     cargo clippy --workspace --all-targets -- -D warnings
 #   contracts  node devnet/compile.js --check (the committed contract artifacts match the sources)
+#   dashboards scripts/check-dashboards.sh (promtool: alert rules, their unit tests, the example config)
 #   tests      cargo nextest run (cargo test when nextest is absent) against real Postgres and anvil
 #   smoke      tests/smoke_run.sh (make run, Ctrl-C, everything stopped)
 # The tests find Postgres through CHAINSYNC_TEST_DATABASE_URL (a server URL without a database
@@ -52,6 +53,7 @@ stage fmt cargo fmt --all -- --check
 stage build cargo build --workspace --all-targets
 stage clippy cargo clippy --workspace --all-targets -- -D warnings
 stage contracts node devnet/compile.js --check
+stage dashboards scripts/check-dashboards.sh
 ensure_postgres
 export CHAINSYNC_TEST_DATABASE_URL=$PG_SERVER_URL
 export CHAINSYNC_ANVIL=$ANVIL_BIN

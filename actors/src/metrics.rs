@@ -27,6 +27,18 @@ const CONFIRMATION_BUCKETS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
 ];
 
+/// Transfer kinds tracked on EVM chains (the `kind` label), as in the `transfers` table.
+pub const EVM_TRANSFER_KINDS: &[&str] = &[
+    "stream_lock_created",
+    "stream_settled",
+    "partial_claim",
+    "emergency_withdraw",
+    "balance_withdrawn",
+    "watched_tx",
+];
+/// Transfer statuses (the `status` label), as in the `transfers` table.
+pub const TRANSFER_STATUSES: &[&str] = &["pending", "confirming", "confirmed", "failed", "reorged"];
+
 /// All metrics, registered in the default Prometheus registry on first use.
 pub struct Metrics {
     /// `chainsync_build_info{version}`: always 1; the version label says which build runs.
@@ -227,6 +239,18 @@ impl Metrics {
                 .webhook_deliveries_total
                 .with_label_values(&[outcome]);
         }
+        for op in ["commit_batch", "unwind_reorg"] {
+            metrics.db_errors_total.with_label_values(&[op]);
+            metrics
+                .db_transaction_duration_seconds
+                .with_label_values(&[op]);
+        }
+        metrics
+            .actor_restarts_total
+            .with_label_values(&["evm_listener"]);
+        for actor in ["reconciler", "store_writer"] {
+            metrics.actor_mailbox_messages.with_label_values(&[actor]);
+        }
         metrics
     }
 
@@ -258,6 +282,14 @@ impl Metrics {
         }
         for event in ["Upgraded", "Paused", "Unpaused", "OwnershipTransferred"] {
             self.admin_events_total.with_label_values(&[chain, event]);
+        }
+        for kind in EVM_TRANSFER_KINDS {
+            self.stuck_transfers.with_label_values(&[chain, kind]);
+            self.transfer_confirmation_seconds
+                .with_label_values(&[chain, kind]);
+            for status in TRANSFER_STATUSES {
+                self.transfers.with_label_values(&[chain, kind, status]);
+            }
         }
         for reason in ["provider_hint", "halved"] {
             self.getlogs_range_reductions_total

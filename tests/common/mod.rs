@@ -422,3 +422,22 @@ pub async fn stored_logs(
     out.sort();
     out
 }
+
+// ---------------------------------------------------------------------------------------------
+// Configuration variants (used by the fault-injection tests).
+// ---------------------------------------------------------------------------------------------
+
+/// Rewrites the `max_block_range` of a configuration written by [`write_config`] (TOML allows
+/// no duplicate keys, so `extra` cannot override it).
+pub fn set_max_block_range(config: &std::path::Path, blocks: u64) {
+    let text = std::fs::read_to_string(config).expect("config readable");
+    assert!(
+        text.contains("max_block_range = 500\n"),
+        "config has the default max_block_range"
+    );
+    let text = text.replace(
+        "max_block_range = 500\n",
+        &format!("max_block_range = {blocks}\n"),
+    );
+    std::fs::write(config, text).expect("rewrite test config");
+}

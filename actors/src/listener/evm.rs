@@ -157,6 +157,8 @@ struct ListenerCore {
     cursors: Vec<ContractCursor>,
     range: BlockRange,
     progress: Progress,
+    /// The last head number seen and when it was first seen (for the head-age gauge).
+    head_seen: (u64, Instant),
 }
 
 impl ListenerCore {
@@ -188,6 +190,7 @@ impl ListenerCore {
             cursors,
             range,
             progress: Progress::new(),
+            head_seen: (0, Instant::now()),
         })
     }
 
@@ -236,6 +239,13 @@ impl ListenerCore {
             .chain_head_block
             .with_label_values(&[self.chain()])
             .set(gauge(head.block.number));
+        if self.head_seen.0 != head.block.number {
+            self.head_seen = (head.block.number, Instant::now());
+        }
+        METRICS
+            .chain_head_age_seconds
+            .with_label_values(&[self.chain()])
+            .set(self.head_seen.1.elapsed().as_secs_f64());
         if let Some(tip) = self.window.tip().copied() {
             if head.block.number == tip.number && head.block.hash != tip.hash {
                 // Same height, another hash: the branch we hold was replaced.
@@ -335,7 +345,10 @@ impl ListenerCore {
 
     /// New blocks near the head, header by header.
     async fn live_step(&mut self, from: u64, head: &Header) -> Result<StepOutcome> {
-        let to = head.block.number.min(from + LIVE_BATCH_BLOCKS - 1);
+        // The batch also honours the adaptive range: its logs are fetched in one `eth_getLogs`,
+        // and a provider that refused a span must not be asked for the same span again.
+        let batch = LIVE_BATCH_BLOCKS.min(self.range.span());
+        let to = head.block.number.min(from + batch - 1);
         let headers: Vec<Header> = if from == to && head.block.number == to {
             vec![*head]
         } else {

@@ -169,7 +169,14 @@ impl EvmRpc {
             }
             RpcError::Transport(TransportErrorKind::HttpError(http)) => {
                 let body = scrub(http.body.chars().take(300).collect());
-                let range = advise(&body, u64::MAX);
+                // A rate limit says nothing about the range, whatever its body ("Too Many
+                // Requests", "request count exceeded"): it is retried with backoff, not taken
+                // as a refusal of the range.
+                let range = if http.status == 429 {
+                    RangeAdvice::NotARangeError
+                } else {
+                    advise(&body, u64::MAX)
+                };
                 let outcome = match http.status {
                     429 => "rate_limited",
                     s if s >= 500 => "server_error",
