@@ -512,6 +512,17 @@ async fn kill_nine_during_backfill_leaves_the_same_database() {
         "",
     );
     set_max_block_range(&config_b, 5);
+    // A request budget stretches run B's backfill to several seconds, so every planned kill
+    // lands mid-backfill however fast the machine is; the budget changes timing, not data.
+    let text = std::fs::read_to_string(&config_b).expect("config readable");
+    std::fs::write(
+        &config_b,
+        text.replace(
+            "requests_per_second = 10000\n",
+            "requests_per_second = 15\n",
+        ),
+    )
+    .expect("rewrite test config");
     // Five kills once the backfill has passed a random height, three at a random moment after
     // a start (start-up included), in a random order.
     let mut heights: Vec<u64> = (0..5).map(|_| rng.gen_range(1..head - 10)).collect();
