@@ -6,13 +6,15 @@
 
 mod common;
 
+use common::{contracts, watched};
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chainsync::devnet::{deploy, Deployment, Traffic};
+use chainsync::devnet::{deploy, Traffic};
 use common::{
     indexed_block, metrics_url, node_logs, set_max_block_range, stored_logs, wait_for,
     write_config, Anvil, Chainsync, TestDb,
@@ -32,40 +34,6 @@ fn seed(test: &str) -> u64 {
         .unwrap_or_else(rand::random);
     println!("{test}: seed {seed} (replay with CHAINSYNC_FAULT_SEED={seed})");
     seed
-}
-
-fn contracts(deployment: &Deployment) -> Vec<(&'static str, String, u64)> {
-    vec![
-        (
-            "stream_lock_manager",
-            format!("{:#x}", deployment.manager),
-            0,
-        ),
-        (
-            "producer_storage",
-            format!("{:#x}", deployment.producer_storage),
-            0,
-        ),
-    ]
-}
-
-/// The configured contracts plus every producer clone: every address whose logs chainsync holds.
-fn watched(deployment: &Deployment, traffic: &Traffic) -> Vec<String> {
-    let mut all = vec![
-        format!("{:#x}", deployment.manager),
-        format!("{:#x}", deployment.producer_storage),
-    ];
-    for clone in deployment
-        .producers
-        .iter()
-        .chain(traffic.producer_clones().iter())
-    {
-        let text = format!("{clone:#x}");
-        if !all.contains(&text) {
-            all.push(text);
-        }
-    }
-    all
 }
 
 async fn wait_indexed(pool: &PgPool, target: u64, deadline: Duration) {

@@ -5,48 +5,15 @@
 
 mod common;
 
+use common::{contracts, watched};
+
 use std::time::Duration;
 
-use chainsync::devnet::{deploy, Deployment, Traffic};
+use chainsync::devnet::{deploy, Traffic};
 use common::{
     indexed_block, node_logs, stored_logs, wait_for, write_config, Anvil, Chainsync, TestDb,
 };
 use sqlx::PgPool;
-
-fn contracts(deployment: &Deployment) -> Vec<(&'static str, String, u64)> {
-    vec![
-        (
-            "stream_lock_manager",
-            format!("{:#x}", deployment.manager),
-            0,
-        ),
-        (
-            "producer_storage",
-            format!("{:#x}", deployment.producer_storage),
-            0,
-        ),
-    ]
-}
-
-/// Every address whose logs chainsync should hold: the configured contracts plus every producer
-/// clone announced by the registry.
-fn watched(deployment: &Deployment, traffic: &Traffic) -> Vec<String> {
-    let mut all = vec![
-        format!("{:#x}", deployment.manager),
-        format!("{:#x}", deployment.producer_storage),
-    ];
-    for clone in deployment
-        .producers
-        .iter()
-        .chain(traffic.producer_clones().iter())
-    {
-        let text = format!("{clone:#x}");
-        if !all.contains(&text) {
-            all.push(text);
-        }
-    }
-    all
-}
 
 /// Runs `n` traffic steps as fast as the node mines them.
 async fn steps(traffic: &mut Traffic, n: u64) -> chainsync::devnet::Result<u64> {

@@ -441,3 +441,41 @@ pub fn set_max_block_range(config: &std::path::Path, blocks: u64) {
     );
     std::fs::write(config, text).expect("rewrite test config");
 }
+
+/// The devnet contracts a test configuration watches (role, address, start block).
+pub fn contracts(deployment: &chainsync::devnet::Deployment) -> Vec<(&'static str, String, u64)> {
+    vec![
+        (
+            "stream_lock_manager",
+            format!("{:#x}", deployment.manager),
+            0,
+        ),
+        (
+            "producer_storage",
+            format!("{:#x}", deployment.producer_storage),
+            0,
+        ),
+    ]
+}
+
+/// The configured contracts plus every producer clone: every address whose logs chainsync holds.
+pub fn watched(
+    deployment: &chainsync::devnet::Deployment,
+    traffic: &chainsync::devnet::Traffic,
+) -> Vec<String> {
+    let mut all = vec![
+        format!("{:#x}", deployment.manager),
+        format!("{:#x}", deployment.producer_storage),
+    ];
+    for clone in deployment
+        .producers
+        .iter()
+        .chain(traffic.producer_clones().iter())
+    {
+        let text = format!("{clone:#x}");
+        if !all.contains(&text) {
+            all.push(text);
+        }
+    }
+    all
+}
