@@ -16,7 +16,7 @@ use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::types::Filter;
 use chainsync::devnet::{deploy, Traffic};
 use chainsync_actors::chain::{CursorAdvance, RawLog};
-use chainsync_actors::contracts::decode_log;
+use chainsync_actors::listener::evm::raw_log;
 use chainsync_actors::writer::store;
 use common::{indexed_block, write_config, Anvil, Chainsync, TestDb};
 
@@ -88,21 +88,7 @@ async fn main() {
         .execute(&bare_pool)
         .await
         .expect("status row");
-    let raw: Vec<RawLog> = logs
-        .iter()
-        .map(|log| RawLog {
-            block_hash: log.block_hash.unwrap_or_default(),
-            block_number: log.block_number.unwrap_or_default(),
-            block_timestamp: log.block_timestamp,
-            tx_hash: log.transaction_hash.unwrap_or_default(),
-            tx_index: log.transaction_index.unwrap_or_default(),
-            log_index: log.log_index.unwrap_or_default(),
-            address: log.inner.address,
-            topics: log.inner.data.topics().to_vec(),
-            data: log.inner.data.data.to_vec(),
-            decoded: decode_log(&log.inner),
-        })
-        .collect();
+    let raw: Vec<RawLog> = logs.iter().filter_map(raw_log).collect();
     let insert_started = Instant::now();
     let mut start = 0;
     while start < raw.len() {

@@ -1,7 +1,7 @@
 //! The composition root: pools, migrations, one arbiter per chain pipeline, the API and the
 //! operations listener, and graceful shutdown.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -154,8 +154,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .await?;
 
     for chain in &config.evm {
-        let roles: Vec<&str> = chain.contracts.iter().map(|c| c.role.as_str()).collect();
-        let mut roles = roles;
+        // Discovered producer clones report under `producer` even when none is configured.
+        let mut roles: Vec<&str> = chain.contracts.iter().map(|c| c.role.as_str()).collect();
         roles.push("producer");
         roles.sort_unstable();
         roles.dedup();
@@ -286,7 +286,7 @@ pub async fn verify(config: &Config, chain: &str, from: u64, to: u64) -> anyhow:
     );
     let starts: HashMap<Address, u64> = contracts.iter().copied().collect();
     let addresses: Vec<Address> = contracts.iter().map(|c| c.0).collect();
-    let mut node: BTreeMap<LogKey, u32> = BTreeMap::new();
+    let mut node: BTreeSet<LogKey> = BTreeSet::new();
     let mut span = settings.max_block_range.max(1);
     let mut start = from;
     while start <= to {
@@ -307,7 +307,7 @@ pub async fn verify(config: &Config, chain: &str, from: u64, to: u64) -> anyhow:
                         log.transaction_hash.unwrap_or_default().to_vec(),
                         i64::try_from(log.log_index.unwrap_or(0)).unwrap_or(i64::MAX),
                     );
-                    *node.entry(key).or_default() += 1;
+                    node.insert(key);
                 }
                 start = end + 1;
             }
@@ -323,14 +323,15 @@ pub async fn verify(config: &Config, chain: &str, from: u64, to: u64) -> anyhow:
     .bind(i64::try_from(to).unwrap_or(i64::MAX))
     .fetch_all(&pool)
     .await?;
-    let mut stored: BTreeMap<LogKey, u32> = BTreeMap::new();
+    // Duplicates are counted separately below: the set only answers "is it there".
+    let mut stored: BTreeSet<LogKey> = BTreeSet::new();
     for row in &stored_rows {
         let key = (
             row.get("block_hash"),
             row.get("tx_hash"),
             row.get("log_index"),
         );
-        *stored.entry(key).or_default() += 1;
+        stored.insert(key);
     }
     // The same (tx, log index) stored twice under different blocks is a duplicate event.
     let duplicates: i64 = sqlx::query_scalar(
@@ -343,8 +344,8 @@ pub async fn verify(config: &Config, chain: &str, from: u64, to: u64) -> anyhow:
     .bind(i64::try_from(to).unwrap_or(i64::MAX))
     .fetch_one(&pool)
     .await?;
-    let missing: Vec<&LogKey> = node.keys().filter(|k| !stored.contains_key(*k)).collect();
-    let extra: Vec<&LogKey> = stored.keys().filter(|k| !node.contains_key(*k)).collect();
+    let missing: Vec<&LogKey> = node.iter().filter(|k| !stored.contains(*k)).collect();
+    let extra: Vec<&LogKey> = stored.iter().filter(|k| !node.contains(*k)).collect();
     println!(
         "chain {chain} blocks {from}..={to}: node {} logs, stored {} logs; missing {}, extra {}, duplicate {}",
         node.len(),

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use chainsync::devnet::{deploy, Traffic};
 use common::{
-    indexed_block, metrics_url, node_logs, set_max_block_range, stored_logs, wait_for,
-    write_config, Anvil, Chainsync, TestDb,
+    assert_stored_equals_node, indexed_block, metric_sum, wait_indexed, write_config, Anvil,
+    Chainsync, TestDb,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -34,28 +34,6 @@ fn seed(test: &str) -> u64 {
         .unwrap_or_else(rand::random);
     println!("{test}: seed {seed} (replay with CHAINSYNC_FAULT_SEED={seed})");
     seed
-}
-
-async fn wait_indexed(pool: &PgPool, target: u64, deadline: Duration) {
-    wait_for(&format!("indexed block >= {target}"), deadline, || async {
-        indexed_block(pool, "devnet").await.filter(|b| *b >= target)
-    })
-    .await;
-}
-
-/// The sum of every sample of `name` whose labels include all of `labels` (`key="value"`).
-async fn metric_sum(config: &std::path::Path, name: &str, labels: &[&str]) -> f64 {
-    let body = reqwest::get(metrics_url(config))
-        .await
-        .expect("metrics reachable")
-        .text()
-        .await
-        .expect("metrics body");
-    body.lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")))
-        .filter(|line| labels.iter().all(|label| line.contains(label)))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -357,15 +335,14 @@ async fn faulty_rpc_still_yields_ground_truth() {
         proxy.summary()
     );
 
-    let truth = node_logs(&anvil.rpc_url(), &watched(&deployment, &traffic), 0, head).await;
-    assert!(truth.len() >= 3_000, "only {} logs generated", truth.len());
-    let stored = stored_logs(&pool, "devnet", 0, head).await;
-    assert_eq!(
-        stored.len(),
-        truth.len(),
-        "row count differs from eth_getLogs"
-    );
-    assert_eq!(stored, truth, "stored logs differ from eth_getLogs");
+    assert_stored_equals_node(
+        &anvil.rpc_url(),
+        &pool,
+        &watched(&deployment, &traffic),
+        (0, head),
+        3_000,
+    )
+    .await;
 
     let hinted = metric_sum(
         &config,
@@ -451,22 +428,22 @@ async fn kill_nine_during_backfill_leaves_the_same_database() {
         &anvil.rpc_url(),
         &db_a.url,
         &contracts(&deployment),
-        "",
+        "max_block_range = 5",
     );
-    set_max_block_range(&config_a, 5);
     let started = std::time::Instant::now();
     let mut run_a = Chainsync::run(&config_a);
     wait_indexed(&pool_a, head, Duration::from_secs(300)).await;
     run_a.kill9();
     let backfill = started.elapsed();
     println!("run A indexed {head} blocks in {backfill:?}");
-    let truth = node_logs(&anvil.rpc_url(), &watched(&deployment, &traffic), 0, head).await;
-    assert!(truth.len() >= 5_000, "only {} logs generated", truth.len());
-    assert_eq!(
-        stored_logs(&pool_a, "devnet", 0, head).await,
-        truth,
-        "run A differs from eth_getLogs"
-    );
+    assert_stored_equals_node(
+        &anvil.rpc_url(),
+        &pool_a,
+        &watched(&deployment, &traffic),
+        (0, head),
+        5_000,
+    )
+    .await;
 
     // Run B: killed at random points, restarted each time.
     let db_b = TestDb::new().await;
@@ -477,20 +454,10 @@ async fn kill_nine_during_backfill_leaves_the_same_database() {
         &anvil.rpc_url(),
         &db_b.url,
         &contracts(&deployment),
-        "",
+        // A request budget stretches run B's backfill to several seconds, so every planned kill
+        // lands mid-backfill however fast the machine is; the budget changes timing, not data.
+        "max_block_range = 5\nrequests_per_second = 15",
     );
-    set_max_block_range(&config_b, 5);
-    // A request budget stretches run B's backfill to several seconds, so every planned kill
-    // lands mid-backfill however fast the machine is; the budget changes timing, not data.
-    let text = std::fs::read_to_string(&config_b).expect("config readable");
-    std::fs::write(
-        &config_b,
-        text.replace(
-            "requests_per_second = 10000\n",
-            "requests_per_second = 15\n",
-        ),
-    )
-    .expect("rewrite test config");
     // Five kills once the backfill has passed a random height, three at a random moment after
     // a start (start-up included), in a random order.
     let mut heights: Vec<u64> = (0..5).map(|_| rng.gen_range(1..head - 10)).collect();

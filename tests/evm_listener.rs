@@ -5,13 +5,12 @@
 
 mod common;
 
-use common::{contracts, watched};
-
 use std::time::Duration;
 
 use chainsync::devnet::{deploy, Traffic};
 use common::{
-    indexed_block, node_logs, stored_logs, wait_for, write_config, Anvil, Chainsync, TestDb,
+    assert_stored_equals_node, contracts, metric_sum, node_logs, stored_logs, wait_for,
+    wait_indexed, watched, write_config, Anvil, Chainsync, TestDb,
 };
 use sqlx::PgPool;
 
@@ -20,26 +19,6 @@ async fn steps(traffic: &mut Traffic, n: u64) -> chainsync::devnet::Result<u64> 
     traffic
         .run_steps(1000.0, Some(n), std::future::pending())
         .await
-}
-
-async fn wait_indexed(pool: &PgPool, target: u64, deadline: Duration) {
-    wait_for(&format!("indexed block >= {target}"), deadline, || async {
-        indexed_block(pool, "devnet").await.filter(|b| *b >= target)
-    })
-    .await;
-}
-
-async fn metric_value(config: &std::path::Path, name_with_labels: &str) -> f64 {
-    let body = reqwest::get(common::metrics_url(config))
-        .await
-        .expect("metrics reachable")
-        .text()
-        .await
-        .expect("metrics body");
-    body.lines()
-        .find_map(|line| line.strip_prefix(name_with_labels).map(str::trim))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,15 +45,7 @@ async fn backfill_of_ten_thousand_events_equals_the_node_then_follows_live() {
     wait_indexed(&pool, head, Duration::from_secs(240)).await;
 
     let addresses = watched(&deployment, &traffic);
-    let truth = node_logs(&anvil.rpc_url(), &addresses, 0, head).await;
-    assert!(truth.len() >= 10_000, "only {} logs generated", truth.len());
-    let stored = stored_logs(&pool, "devnet", 0, head).await;
-    assert_eq!(
-        stored.len(),
-        truth.len(),
-        "row count differs from eth_getLogs"
-    );
-    assert_eq!(stored, truth, "stored logs differ from eth_getLogs");
+    assert_stored_equals_node(&anvil.rpc_url(), &pool, &addresses, (0, head), 10_000).await;
 
     // Live: a new event is stored within two poll intervals plus ten seconds.
     let started = std::time::Instant::now();
@@ -198,9 +169,10 @@ async fn reorgs_leave_exactly_the_canonical_logs_and_record_their_depth() {
         assert_matches_node(&anvil, &pool, &watched(&deployment, &traffic)).await;
         assert_eq!(last_reorg_depth(&pool).await, depth as i64);
         depth_sum += depth as f64;
-        let recorded = metric_value(
+        let recorded = metric_sum(
             &config,
-            "chainsync_reorg_depth_blocks_sum{chain=\"devnet\"}",
+            "chainsync_reorg_depth_blocks_sum",
+            &["chain=\"devnet\""],
         )
         .await;
         assert_eq!(recorded, depth_sum, "reorg depth metric");
@@ -297,8 +269,21 @@ async fn standby_takes_over_when_the_active_instance_dies() {
     );
     let mut active = Chainsync::run(&config_a);
     assert_matches_node(&anvil, &pool, &watched(&deployment, &traffic)).await;
-    let _standby = Chainsync::run(&config_b);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let standby = Chainsync::run(&config_b);
+    wait_for(
+        "the second instance to wait as standby",
+        Duration::from_secs(30),
+        || async { standby.logged("waiting as hot standby").then_some(()) },
+    )
+    .await;
+    // Exactly one instance holds the chain's lock while both run.
+    let holders: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("pg_locks");
+    assert_eq!(holders, 1, "one active writer");
 
     active.kill9();
     let killed_at = std::time::Instant::now();
@@ -317,4 +302,61 @@ async fn standby_takes_over_when_the_active_instance_dies() {
     .await
     .expect("count");
     assert_eq!(duplicates, 0);
+    assert!(standby.logged("took over as the active writer"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_over_past_a_dead_endpoint_without_leaking_its_key() {
+    let anvil = Anvil::start().await;
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let deployment = deploy(&anvil.rpc_url()).await.expect("deploy");
+    let mut traffic = Traffic::new(&anvil.rpc_url(), deployment.clone(), 9)
+        .await
+        .expect("traffic");
+    steps(&mut traffic, 10).await.expect("traffic");
+    let head = anvil.block_number().await;
+
+    // The first endpoint refuses connections and carries a key in its path; the second works.
+    let secret = "k3y-THAT-must-never-be-logged";
+    let dead = format!("http://127.0.0.1:{}/v2/{secret}", common::free_port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), &dead, &db.url, &contracts(&deployment), "");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replace(
+        &format!("rpc_urls = [\"{dead}\"]"),
+        &format!("rpc_urls = [\"{dead}\", \"{}\"]", anvil.rpc_url()),
+    );
+    std::fs::write(&config, text).expect("config");
+
+    let chainsync = Chainsync::run(&config);
+    wait_indexed(&pool, head, Duration::from_secs(60)).await;
+    assert_stored_equals_node(
+        &anvil.rpc_url(),
+        &pool,
+        &watched(&deployment, &traffic),
+        (0, head),
+        1,
+    )
+    .await;
+    let transport_errors = metric_sum(
+        &config,
+        "chainsync_rpc_requests_total",
+        &["chain=\"devnet\"", "outcome=\"transport\""],
+    )
+    .await;
+    assert!(transport_errors > 0.0, "the dead endpoint was never tried");
+    let metrics = reqwest::get(common::metrics_url(&config))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(!metrics.contains(secret), "the key leaked into /metrics");
+    let log = std::fs::read_to_string(&chainsync.log).expect("log");
+    assert!(
+        log.contains("http://127.0.0.1"),
+        "the log names endpoints (redacted)"
+    );
+    assert!(!log.contains(secret), "the key leaked into the log");
 }

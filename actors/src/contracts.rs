@@ -108,6 +108,17 @@ pub enum DecodeOutcome {
     },
 }
 
+impl DecodeOutcome {
+    /// The `event` metric label: the event name, or `unknown` / `quarantined`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            DecodeOutcome::Decoded(event) => event.name,
+            DecodeOutcome::Unknown => "unknown",
+            DecodeOutcome::Quarantined { .. } => "quarantined",
+        }
+    }
+}
+
 /// Every event name this module can decode, in a fixed order (used to initialise metric series).
 pub const EVENT_NAMES: &[&str] = &[
     "StreamLockCreated",

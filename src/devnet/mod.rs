@@ -31,6 +31,20 @@ pub use traffic::{generate_events, Operation, StepReport, Traffic, TrafficTotals
 /// The RPC endpoint of `anvil` started with its defaults.
 pub const DEFAULT_RPC_URL: &str = "http://127.0.0.1:8545";
 
+/// Where the traffic commands send transactions: the devnet, a deployment on it, and a seed.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrafficTarget {
+    /// JSON-RPC endpoint of the devnet (http or ws).
+    #[arg(long, default_value = DEFAULT_RPC_URL)]
+    pub rpc_url: String,
+    /// Deployment JSON written by `chainsync devnet deploy --out`.
+    #[arg(long)]
+    pub deployment: PathBuf,
+    /// Seed of the operation mix; the same seed on a fresh devnet replays the same traffic.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
 /// `chainsync devnet ...`: deploy the test contracts and drive them.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum DevnetCommand {
@@ -47,15 +61,9 @@ pub enum DevnetCommand {
     },
     /// Drive a deployment with a realistic, seeded mix of transactions until Ctrl-C.
     Traffic {
-        /// JSON-RPC endpoint of the devnet (http or ws).
-        #[arg(long, default_value = DEFAULT_RPC_URL)]
-        rpc_url: String,
-        /// Deployment JSON written by `chainsync devnet deploy --out`.
-        #[arg(long)]
-        deployment: PathBuf,
-        /// Seed of the operation mix; the same seed on a fresh devnet replays the same traffic.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
+        /// The devnet, deployment and seed.
+        #[command(flatten)]
+        target: TrafficTarget,
         /// Steps (each one to a few transactions) per second.
         #[arg(long, default_value_t = 2.0)]
         rate: f64,
@@ -65,15 +73,9 @@ pub enum DevnetCommand {
     },
     /// Flood a deployment until at least --events logs were emitted by the stream contracts.
     Generate {
-        /// JSON-RPC endpoint of the devnet (http or ws).
-        #[arg(long, default_value = DEFAULT_RPC_URL)]
-        rpc_url: String,
-        /// Deployment JSON written by `chainsync devnet deploy --out`.
-        #[arg(long)]
-        deployment: PathBuf,
-        /// Seed of the operation mix.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
+        /// The devnet, deployment and seed.
+        #[command(flatten)]
+        target: TrafficTarget,
         /// Minimum number of logs to produce.
         #[arg(long, default_value_t = 10_000)]
         events: usize,
@@ -96,9 +98,12 @@ pub async fn run(command: DevnetCommand) -> anyhow::Result<()> {
             }
         }
         DevnetCommand::Traffic {
-            rpc_url,
-            deployment,
-            seed,
+            target:
+                TrafficTarget {
+                    rpc_url,
+                    deployment,
+                    seed,
+                },
             rate,
             max_steps,
         } => {
@@ -119,9 +124,12 @@ pub async fn run(command: DevnetCommand) -> anyhow::Result<()> {
             );
         }
         DevnetCommand::Generate {
-            rpc_url,
-            deployment,
-            seed,
+            target:
+                TrafficTarget {
+                    rpc_url,
+                    deployment,
+                    seed,
+                },
             events,
         } => {
             let deployment = Deployment::load(&deployment)?;

@@ -517,15 +517,7 @@ impl Traffic {
                             self.stream_params(duration)
                         })
                         .collect();
-                    self.transact(
-                        user,
-                        self.deployment.manager,
-                        &StreamLockManager::batchCreateStreamsCall { params },
-                        BATCH_BASE_GAS + BATCH_ITEM_GAS * items as u64,
-                        "StreamLockManager.batchCreateStreams",
-                        false,
-                    )
-                    .await?;
+                    self.send_batch_create(user, params).await?;
                 }
             }
             self.flush(&mut report).await?;
@@ -606,12 +598,7 @@ impl Traffic {
         self.transact(
             user,
             self.deployment.manager,
-            &StreamLockManager::createStreamLockCall {
-                recipient: params.recipient,
-                token: params.token,
-                totalAmount: params.totalAmount,
-                duration: params.duration,
-            },
+            &create_call(&params),
             CREATE_GAS,
             "StreamLockManager.createStreamLock",
             false,
@@ -629,15 +616,7 @@ impl Traffic {
                 self.stream_params(duration)
             })
             .collect();
-        self.transact(
-            user,
-            self.deployment.manager,
-            &StreamLockManager::batchCreateStreamsCall { params },
-            BATCH_BASE_GAS + BATCH_ITEM_GAS * items as u64,
-            "StreamLockManager.batchCreateStreams",
-            false,
-        )
-        .await?;
+        self.send_batch_create(user, params).await?;
         self.flush(report).await.map(drop)
     }
 
@@ -646,25 +625,11 @@ impl Traffic {
         let duration = self.pick_duration();
         let params = self.stream_params(duration);
         if self.rng.gen_bool(0.5) {
-            self.transact(
-                user,
-                self.deployment.manager,
-                &StreamLockManager::batchCreateStreamsCall {
-                    params: vec![params.clone(), params],
-                },
-                BATCH_BASE_GAS + BATCH_ITEM_GAS * 2,
-                "StreamLockManager.batchCreateStreams",
-                false,
-            )
-            .await?;
+            self.send_batch_create(user, vec![params.clone(), params])
+                .await?;
             return self.flush(report).await.map(drop);
         }
-        let call = StreamLockManager::createStreamLockCall {
-            recipient: params.recipient,
-            token: params.token,
-            totalAmount: params.totalAmount,
-            duration: params.duration,
-        };
+        let call = create_call(&params);
         // With automine each transaction gets its own block: pause it so both land in one.
         // Under interval mining (`--block-time`) two back-to-back transactions usually share a
         // block anyway, and the mining mode must not be touched.
@@ -954,12 +919,7 @@ impl Traffic {
         self.transact(
             user,
             manager,
-            &StreamLockManager::createStreamLockCall {
-                recipient: params.recipient,
-                token: params.token,
-                totalAmount: params.totalAmount,
-                duration: params.duration,
-            },
+            &create_call(&params),
             CREATE_GAS,
             "StreamLockManager.createStreamLock",
             true,
@@ -1183,12 +1143,7 @@ impl Traffic {
                 self.transact(
                     user,
                     manager,
-                    &StreamLockManager::createStreamLockCall {
-                        recipient: params.recipient,
-                        token: params.token,
-                        totalAmount: params.totalAmount,
-                        duration: params.duration,
-                    },
+                    &create_call(&params),
                     REVERT_GAS,
                     "StreamLockManager.createStreamLock",
                     true,
@@ -1208,6 +1163,24 @@ impl Traffic {
     // ------------------------------------------------------------------------------------
     // Sending and bookkeeping
     // ------------------------------------------------------------------------------------
+
+    /// Sends one `batchCreateStreams` of `params` from `user`, with gas for its size.
+    async fn send_batch_create(
+        &mut self,
+        user: Address,
+        params: Vec<IStreamLockManager::StreamParams>,
+    ) -> Result<()> {
+        let gas = BATCH_BASE_GAS + BATCH_ITEM_GAS * params.len() as u64;
+        self.transact(
+            user,
+            self.deployment.manager,
+            &StreamLockManager::batchCreateStreamsCall { params },
+            gas,
+            "StreamLockManager.batchCreateStreams",
+            false,
+        )
+        .await
+    }
 
     async fn transact<C: SolCall>(
         &mut self,
@@ -1421,4 +1394,16 @@ pub async fn generate_events(
 ) -> Result<usize> {
     let mut traffic = Traffic::new(rpc_url, deployment, seed).await?;
     traffic.flood(min_events).await
+}
+
+/// The `createStreamLock` call for one set of stream parameters.
+fn create_call(
+    params: &IStreamLockManager::StreamParams,
+) -> StreamLockManager::createStreamLockCall {
+    StreamLockManager::createStreamLockCall {
+        recipient: params.recipient,
+        token: params.token,
+        totalAmount: params.totalAmount,
+        duration: params.duration,
+    }
 }

@@ -235,8 +235,18 @@ where
     }
 }
 
+/// The `[[evm]]` keys test configurations use unless `extra` sets them.
+const TEST_CHAIN_DEFAULTS: &[(&str, &str)] = &[
+    ("confirmations", "2"),
+    ("poll_interval", "\"200ms\""),
+    ("max_block_range", "500"),
+    ("requests_per_second", "10000"),
+    ("reorg_window", "64"),
+];
+
 /// Writes a configuration for one EVM chain named `devnet` at `rpc_url` with the given
-/// contracts `(role, address, start_block)`; `extra` is appended to the `[[evm]]` table.
+/// contracts `(role, address, start_block)`. `extra` holds `key = value` lines for the `[[evm]]`
+/// table; a key it sets replaces the test default of [`TEST_CHAIN_DEFAULTS`].
 pub fn write_config(
     dir: &std::path::Path,
     rpc_url: &str,
@@ -246,6 +256,14 @@ pub fn write_config(
 ) -> PathBuf {
     let api_port = free_port();
     let metrics_port = free_port();
+    let overridden: toml::Table = extra.parse().expect("extra is TOML key = value lines");
+    let mut chain_keys = String::new();
+    for (key, value) in TEST_CHAIN_DEFAULTS {
+        if !overridden.contains_key(*key) {
+            chain_keys.push_str(&format!("{key} = {value}\n"));
+        }
+    }
+    chain_keys.push_str(extra);
     let mut text = format!(
         r#"[database]
 url = "{db_url}"
@@ -265,12 +283,7 @@ level = "info,chainsync=debug"
 name = "devnet"
 chain_id = 31337
 rpc_urls = ["{rpc_url}"]
-confirmations = 2
-poll_interval = "200ms"
-max_block_range = 500
-requests_per_second = 10000
-reorg_window = 64
-{extra}
+{chain_keys}
 "#
     );
     for (role, address, start) in contracts {
@@ -297,10 +310,12 @@ pub fn metrics_url(config: &std::path::Path) -> String {
 /// A `chainsync run` child process, killed (SIGKILL) on drop.
 pub struct Chainsync {
     pub child: Child,
+    /// Where its log goes (kept after the test, under `target/test-logs`).
+    pub log: PathBuf,
 }
 
 impl Chainsync {
-    /// Starts `chainsync run --config <config>`, logging to `<config dir>/chainsync-<n>.log`.
+    /// Starts `chainsync run --config <config>`, logging to `target/test-logs/`.
     pub fn run(config: &std::path::Path) -> Self {
         static RUNS: AtomicU32 = AtomicU32::new(0);
         // Logs outlive the test's temporary directory, for post-mortems.
@@ -322,7 +337,15 @@ impl Chainsync {
             .stderr(log)
             .spawn()
             .expect("chainsync starts");
-        Self { child }
+        Self {
+            child,
+            log: log_path,
+        }
+    }
+
+    /// Whether its log so far contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        std::fs::read_to_string(&self.log).is_ok_and(|log| log.contains(text))
     }
 
     /// SIGKILL, no chance to clean up.
@@ -427,21 +450,6 @@ pub async fn stored_logs(
 // Configuration variants (used by the fault-injection tests).
 // ---------------------------------------------------------------------------------------------
 
-/// Rewrites the `max_block_range` of a configuration written by [`write_config`] (TOML allows
-/// no duplicate keys, so `extra` cannot override it).
-pub fn set_max_block_range(config: &std::path::Path, blocks: u64) {
-    let text = std::fs::read_to_string(config).expect("config readable");
-    assert!(
-        text.contains("max_block_range = 500\n"),
-        "config has the default max_block_range"
-    );
-    let text = text.replace(
-        "max_block_range = 500\n",
-        &format!("max_block_range = {blocks}\n"),
-    );
-    std::fs::write(config, text).expect("rewrite test config");
-}
-
 /// The devnet contracts a test configuration watches (role, address, start block).
 pub fn contracts(deployment: &chainsync::devnet::Deployment) -> Vec<(&'static str, String, u64)> {
     vec![
@@ -478,4 +486,52 @@ pub fn watched(
         }
     }
     all
+}
+
+/// Waits until chain `devnet` is indexed up to `target`.
+pub async fn wait_indexed(pool: &PgPool, target: u64, deadline: Duration) {
+    wait_for(&format!("indexed block >= {target}"), deadline, || async {
+        indexed_block(pool, "devnet").await.filter(|b| *b >= target)
+    })
+    .await;
+}
+
+/// Scrapes the `/metrics` of the instance run with `config` and sums every sample of `name`
+/// whose labels include all of `labels` (`key="value"`); 0 when there is none.
+pub async fn metric_sum(config: &std::path::Path, name: &str, labels: &[&str]) -> f64 {
+    let body = reqwest::get(metrics_url(config))
+        .await
+        .expect("metrics reachable")
+        .text()
+        .await
+        .expect("metrics body");
+    body.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Asserts that the non-removed logs stored for chain `devnet` in `[from, to]` equal the node's
+/// `eth_getLogs` for `addresses`, row for row, and that there are at least `at_least`.
+pub async fn assert_stored_equals_node(
+    rpc_url: &str,
+    pool: &PgPool,
+    addresses: &[String],
+    (from, to): (u64, u64),
+    at_least: usize,
+) {
+    let truth = node_logs(rpc_url, addresses, from, to).await;
+    assert!(
+        truth.len() >= at_least,
+        "only {} logs on the node",
+        truth.len()
+    );
+    let stored = stored_logs(pool, "devnet", from, to).await;
+    assert_eq!(
+        stored.len(),
+        truth.len(),
+        "row count differs from eth_getLogs"
+    );
+    assert_eq!(stored, truth, "stored logs differ from eth_getLogs");
 }

@@ -317,11 +317,14 @@ impl ListenerCore {
         }
         let to = (from + self.range.span() - 1).min(safe);
         let group = self.front_group(from, to);
-        let Some((to, logs)) = self.fetch_range(&group, from, to).await? else {
+        let Some(logs) = self.fetch_range(&group, from, to).await? else {
             return Ok(StepOutcome::Progressed);
         };
         let anchor = self.rpc.header_at(to).await?;
-        let (logs, discovered) = self.prepare_logs(logs, None)?;
+        // Deeper than the window: every block is taken as final.
+        let Some((logs, discovered)) = self.prepare_logs(logs, |_, _| true)? else {
+            return Ok(StepOutcome::Idle);
+        };
         let events = logs.len();
         self.send(ChainEvent::Committed {
             blocks: vec![anchor.block],
@@ -389,16 +392,17 @@ impl ListenerCore {
         if let (Some(first), Some(last_needed)) = (needing_logs.first(), needing_logs.last()) {
             let (first, last_needed) = (first.block.number, last_needed.block.number);
             match self.fetch_range(&group, first, last_needed).await? {
-                Some((to, fetched)) if to == last_needed => logs = fetched,
-                // The provider refused even this span: take it up again next step.
-                _ => return Ok(StepOutcome::Progressed),
+                Some(fetched) => logs = fetched,
+                // The provider refused this span: take it up again next step, smaller.
+                None => return Ok(StepOutcome::Progressed),
             }
         }
         let hashes: HashMap<u64, B256> = accepted
             .iter()
             .map(|h| (h.block.number, h.block.hash))
             .collect();
-        let Ok((logs, discovered)) = self.prepare_logs(logs, Some(&hashes)) else {
+        let on_branch = |number: u64, hash: &B256| hashes.get(&number) == Some(hash);
+        let Some((logs, discovered)) = self.prepare_logs(logs, on_branch)? else {
             // A log from a block we do not hold: the chain moved under us. Look again.
             return Ok(StepOutcome::Idle);
         };
@@ -437,19 +441,14 @@ impl ListenerCore {
         let group = self.group_at(from);
         let next_other = self.next_cursor_above(from).min(front);
         let to = (from + self.range.span() - 1).min(next_other - 1);
-        let Some((to, logs)) = self.fetch_range(&group, from, to).await? else {
+        let Some(logs) = self.fetch_range(&group, from, to).await? else {
             return Ok(StepOutcome::Progressed);
         };
         // Logs inside the window must sit on the branch the window holds.
-        let window = self.window.clone();
-        let in_window = window.start().map_or(u64::MAX, |b| b.number);
-        if logs.iter().any(|l| {
-            let number = l.block_number.unwrap_or(0);
-            number >= in_window && !window.accepts(number, &l.block_hash.unwrap_or_default())
-        }) {
+        let on_branch = |number: u64, hash: &B256| self.window.accepts(number, hash);
+        let Some((logs, discovered)) = self.prepare_logs(logs, on_branch)? else {
             return Ok(StepOutcome::Idle);
-        }
-        let (logs, discovered) = self.prepare_logs(logs, None)?;
+        };
         let events = logs.len();
         self.send(ChainEvent::Committed {
             blocks: Vec::new(),
@@ -480,17 +479,17 @@ impl ListenerCore {
     }
 
     /// `eth_getLogs` for `addresses` over `[from, to]`, shrinking the range as the provider asks.
-    /// Returns the range actually covered (it may end before `to`), or `None` when the span
-    /// shrank and the caller should simply go again.
+    /// Returns the logs of the whole range, or `None` when the provider refused it and the span
+    /// shrank: the caller goes again with the smaller span.
     async fn fetch_range(
         &mut self,
         addresses: &[Address],
         from: u64,
         to: u64,
-    ) -> Result<Option<(u64, Vec<Log>)>> {
+    ) -> Result<Option<Vec<Log>>> {
         if addresses.is_empty() {
             // An empty address list would ask for every log of the chain.
-            return Ok(Some((to, Vec::new())));
+            return Ok(Some(Vec::new()));
         }
         let span = to - from + 1;
         let filter = Filter::new()
@@ -504,7 +503,7 @@ impl ListenerCore {
                     .getlogs_block_range_blocks
                     .with_label_values(&[self.chain()])
                     .set(gauge(self.range.span()));
-                Ok(Some((to, logs)))
+                Ok(Some(logs))
             }
             LogsAnswer::RangeRefused(advice) => {
                 if let Some(reason) = self.range.refused(advice, span) {
@@ -537,13 +536,14 @@ impl ListenerCore {
         }
     }
 
-    /// Turns RPC logs into raw logs (dropping logs of contracts that start later, checking block
-    /// hashes against `hashes` when given) and collects discovered producer clones.
+    /// Turns RPC logs into raw logs (dropping logs of contracts that start later) and collects
+    /// discovered producer clones. `None` when a log's block is not on the branch the listener
+    /// holds (`on_branch(number, hash)` is false): the chain moved, and the caller looks again.
     fn prepare_logs(
         &self,
         logs: Vec<Log>,
-        hashes: Option<&HashMap<u64, B256>>,
-    ) -> Result<(Vec<RawLog>, Vec<DiscoveredContract>)> {
+        on_branch: impl Fn(u64, &B256) -> bool,
+    ) -> Result<Option<(Vec<RawLog>, Vec<DiscoveredContract>)>> {
         let starts: HashMap<Address, u64> = self
             .cursors
             .iter()
@@ -555,36 +555,23 @@ impl ListenerCore {
             if log.removed {
                 continue;
             }
-            let (Some(block_hash), Some(block_number), Some(tx_hash), Some(log_index)) = (
-                log.block_hash,
-                log.block_number,
-                log.transaction_hash,
-                log.log_index,
-            ) else {
+            let Some(raw) = raw_log(&log) else {
                 return Err(Error::Inconsistent {
                     chain: self.chain().to_owned(),
                     block: log.block_number.unwrap_or(0),
                     message: "log without block hash, number, transaction hash or index".to_owned(),
                 });
             };
-            if let Some(hashes) = hashes {
-                if hashes.get(&block_number) != Some(&block_hash) {
-                    return Err(Error::Inconsistent {
-                        chain: self.chain().to_owned(),
-                        block: block_number,
-                        message: "log block hash is not on the header chain".to_owned(),
-                    });
-                }
+            if !on_branch(raw.block_number, &raw.block_hash) {
+                return Ok(None);
             }
-            let address = log.inner.address;
             if starts
-                .get(&address)
-                .is_some_and(|start| block_number < *start)
+                .get(&raw.address)
+                .is_some_and(|start| raw.block_number < *start)
             {
                 continue;
             }
-            let decoded = decode_log(&log.inner);
-            if let DecodeOutcome::Decoded(event) = &decoded {
+            if let DecodeOutcome::Decoded(event) = &raw.decoded {
                 if event.name == "LogProducer" {
                     if let Some(clone) = event.fields["cloneAddress"]
                         .as_str()
@@ -593,28 +580,17 @@ impl ListenerCore {
                         if !starts.contains_key(&clone) {
                             discovered.push(DiscoveredContract {
                                 address: clone,
-                                from_block: block_number,
-                                tx_hash,
+                                from_block: raw.block_number,
+                                tx_hash: raw.tx_hash,
                             });
                         }
                     }
                 }
             }
-            raw_logs.push(RawLog {
-                block_hash,
-                block_number,
-                block_timestamp: log.block_timestamp,
-                tx_hash,
-                tx_index: log.transaction_index.unwrap_or(0),
-                log_index,
-                address,
-                topics: log.inner.data.topics().to_vec(),
-                data: log.inner.data.data.to_vec(),
-                decoded,
-            });
+            raw_logs.push(raw);
         }
         raw_logs.sort_by_key(|l| (l.block_number, l.log_index));
-        Ok((raw_logs, discovered))
+        Ok(Some((raw_logs, discovered)))
     }
 
     fn advance(&mut self, group: &[Address], to: u64, discovered: &[DiscoveredContract]) {
@@ -702,12 +678,13 @@ impl ListenerCore {
         Ok(StepOutcome::Halted)
     }
 
-    async fn run(mut self, wake: Arc<Notify>, healthy_steps: Arc<AtomicU32>) -> Result<()> {
+    async fn run(mut self, wake: Arc<Notify>, restarts: Arc<AtomicU32>) -> Result<()> {
         tracing::info!(chain = self.chain(), endpoint = %self.rpc.current_endpoint(),
             contracts = self.cursors.len(), window = self.window.len(), "listener started");
         loop {
             let outcome = self.step().await?;
-            healthy_steps.store(0, Ordering::Relaxed);
+            // A completed step resets the restart backoff.
+            restarts.store(0, Ordering::Relaxed);
             METRICS
                 .listener_progress_timestamp_seconds
                 .with_label_values(&[self.chain()])
@@ -730,6 +707,23 @@ impl ListenerCore {
             }
         }
     }
+}
+
+/// Converts an RPC log into a [`RawLog`], decoding it; `None` when the node left out its
+/// position (block hash or number, transaction hash, log index), as it does for pending logs.
+pub fn raw_log(log: &Log) -> Option<RawLog> {
+    Some(RawLog {
+        block_hash: log.block_hash?,
+        block_number: log.block_number?,
+        block_timestamp: log.block_timestamp,
+        tx_hash: log.transaction_hash?,
+        tx_index: log.transaction_index.unwrap_or(0),
+        log_index: log.log_index?,
+        address: log.inner.address,
+        topics: log.inner.data.topics().to_vec(),
+        data: log.inner.data.data.to_vec(),
+        decoded: decode_log(&log.inner),
+    })
 }
 
 /// Follows `newHeads` over WebSocket and wakes the listener on each; reconnects by itself with
@@ -817,11 +811,11 @@ impl Actor for EvmListener {
         let pool = self.pool.clone();
         let sink = self.sink.clone();
         let wake = self.wake.clone();
-        let healthy = self.restarts.clone();
+        let restarts = self.restarts.clone();
         let work = async move {
             tokio::time::sleep(delay).await;
             let core = ListenerCore::load(settings, pool, sink).await?;
-            core.run(wake, healthy).await
+            core.run(wake, restarts).await
         };
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
             if let Err(err) = result {

@@ -93,24 +93,22 @@ impl StoreWriter {
             let role = self.roles.get(address).map_or("unknown", String::as_str);
             METRICS
                 .events_total
-                .with_label_values(&[&self.chain, role, label])
+                .with_label_values(&[self.chain.as_str(), role, label])
                 .inc_by(*count);
             if matches!(
-                label.as_str(),
+                *label,
                 "Upgraded" | "Paused" | "Unpaused" | "OwnershipTransferred"
             ) {
                 METRICS
                     .admin_events_total
-                    .with_label_values(&[&self.chain, label])
+                    .with_label_values(&[self.chain.as_str(), label])
                     .inc_by(*count);
             }
         }
         match event {
-            ChainEvent::Committed { cursor, head, .. } => {
-                METRICS
-                    .chain_head_block
-                    .with_label_values(&[&self.chain])
-                    .set(i64::try_from(*head).unwrap_or(i64::MAX));
+            // The head gauge belongs to the listener, which sees every head, not only
+            // the ones that came with a batch.
+            ChainEvent::Committed { cursor, .. } => {
                 METRICS
                     .indexed_block
                     .with_label_values(&[&self.chain])

@@ -178,15 +178,7 @@ pub async fn load_window(
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CommitSummary {
     /// Logs written, by (contract address, event label).
-    pub events: HashMap<(Address, String), u64>,
-}
-
-fn event_label(decoded: &DecodeOutcome) -> (Option<&'static str>, &'static str) {
-    match decoded {
-        DecodeOutcome::Decoded(event) => (Some(event.name), "decoded"),
-        DecodeOutcome::Unknown => (None, "unknown"),
-        DecodeOutcome::Quarantined { name, .. } => (Some(name), "quarantined"),
-    }
+    pub events: HashMap<(Address, &'static str), u64>,
 }
 
 /// Writes one `Committed` batch: blocks into the window, logs (idempotent upserts keyed by
@@ -258,29 +250,26 @@ pub async fn commit_blocks(
                 column.push(log.topics.get(slot).map(|t| t.to_vec()));
             }
             data.push(log.data.clone());
-            let (event, status) = event_label(&log.decoded);
+            let (event, status, fields, reason) = match &log.decoded {
+                DecodeOutcome::Decoded(decoded) => (
+                    Some(decoded.name),
+                    "decoded",
+                    Some(decoded.fields.clone()),
+                    None,
+                ),
+                DecodeOutcome::Unknown => (None, "unknown", None, None),
+                DecodeOutcome::Quarantined { name, reason } => {
+                    (Some(*name), "quarantined", None, Some(reason.clone()))
+                }
+            };
             events.push(event);
             statuses.push(status);
-            match &log.decoded {
-                DecodeOutcome::Decoded(decoded) => {
-                    decoded_json.push(Some(decoded.fields.clone()));
-                    reasons.push(None);
-                }
-                DecodeOutcome::Unknown => {
-                    decoded_json.push(None);
-                    reasons.push(None);
-                }
-                DecodeOutcome::Quarantined { reason, .. } => {
-                    decoded_json.push(None);
-                    reasons.push(Some(reason.clone()));
-                }
-            }
-            let label = match &log.decoded {
-                DecodeOutcome::Decoded(e) => e.name.to_owned(),
-                DecodeOutcome::Unknown => "unknown".to_owned(),
-                DecodeOutcome::Quarantined { .. } => "quarantined".to_owned(),
-            };
-            *summary.events.entry((log.address, label)).or_default() += 1;
+            decoded_json.push(fields);
+            reasons.push(reason);
+            *summary
+                .events
+                .entry((log.address, log.decoded.label()))
+                .or_default() += 1;
         }
         let [topic0, topic1, topic2, topic3] = topics;
         // A log seen again (a branch that came back after a reorg, or a retried batch) is the
