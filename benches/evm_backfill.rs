@@ -21,6 +21,8 @@ use chainsync_actors::writer::store;
 use common::{indexed_block, write_config, Anvil, Chainsync, TestDb};
 
 const RANGE: u64 = 500;
+/// The reorg window of the benchmark's configuration (the test default).
+const REORG_WINDOW: u64 = 64;
 
 fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -47,6 +49,8 @@ async fn main() {
         .expect("traffic");
     let generated_at = Instant::now();
     traffic.flood(events).await.expect("flood");
+    // History, as a backfill meets it: the event blocks lie deeper than the reorg window.
+    anvil.mine(REORG_WINDOW + 1).await;
     let head = anvil.block_number().await;
     println!(
         "generated {events}+ events in {:?}; head {head}",

@@ -65,6 +65,14 @@ pub enum Error {
         #[source]
         source: sqlx::Error,
     },
+    /// A background task of a chain (a prefetch) failed to complete.
+    #[error("chain {chain}: background task failed: {message}")]
+    Task {
+        /// Chain name.
+        chain: String,
+        /// What happened.
+        message: String,
+    },
     /// An actor mailbox was closed or a send timed out.
     #[error("actor {actor} unavailable: {message}")]
     Mailbox {
@@ -87,7 +95,7 @@ impl Error {
                     | sqlx::Error::Decode(_)
                     | sqlx::Error::TypeNotFound { .. }
             ),
-            Error::Mailbox { .. } => true,
+            Error::Mailbox { .. } | Error::Task { .. } => true,
             Error::IdentityMismatch { .. } | Error::ForkBeyondWindow { .. } => false,
         }
     }
@@ -101,6 +109,7 @@ impl Error {
             Error::ForkBeyondWindow { .. } => "fork_beyond_window",
             Error::Db { .. } => "db",
             Error::Mailbox { .. } => "mailbox",
+            Error::Task { .. } => "task",
         }
     }
 

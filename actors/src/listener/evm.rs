@@ -7,7 +7,8 @@
 //! [`ReorgWindow`]. Contracts behind the front (added to the configuration later, or producer
 //! clones discovered through `LogProducer`) backfill on their own up to the front, one range per
 //! step, while the front stays live. Every batch goes to the reconciler and the listener waits for
-//! the store writer's acknowledgement before fetching the next: at most one batch is in flight.
+//! the store writer's acknowledgement before sending the next: at most one batch is in flight.
+//! While catching up, the next range is already being fetched during that wait (one range ahead).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -150,7 +151,7 @@ enum StepOutcome {
 /// (re)start, so a restart resumes exactly from the persisted cursors and window.
 struct ListenerCore {
     settings: Arc<EvmListenerSettings>,
-    rpc: EvmRpc,
+    rpc: Arc<EvmRpc>,
     pool: PgPool,
     sink: Recipient<ApplyChainEvent>,
     window: ReorgWindow,
@@ -159,6 +160,45 @@ struct ListenerCore {
     progress: Progress,
     /// The last head number seen and when it was first seen (for the head-age gauge).
     head_seen: (u64, Instant),
+    /// The next catch-up range, requested while the previous one was being committed.
+    prefetch: Option<Prefetch>,
+    /// Whether the window's tip is known to be canonical: true right after a catch-up step
+    /// fetched it; false after a (re)start or live steps, when it must be checked again before
+    /// the window is left behind.
+    tip_verified: bool,
+}
+
+/// A catch-up range requested ahead: its logs and the header of its last block.
+struct Prefetch {
+    addresses: Vec<Address>,
+    from: u64,
+    to: u64,
+    answer: tokio::task::JoinHandle<Result<(LogsAnswer, Header)>>,
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        // A prefetch nobody will read (the listener restarts, or the range changed) stops.
+        self.answer.abort();
+    }
+}
+
+/// `eth_getLogs` for `addresses` over `[from, to]` as one request (no range adaptation).
+async fn request_logs(
+    rpc: &EvmRpc,
+    addresses: Vec<Address>,
+    from: u64,
+    to: u64,
+) -> Result<LogsAnswer> {
+    if addresses.is_empty() {
+        // An empty address list would ask for every log of the chain.
+        return Ok(LogsAnswer::Logs(Vec::new()));
+    }
+    let filter = Filter::new()
+        .address(addresses)
+        .from_block(from)
+        .to_block(to);
+    rpc.logs(&filter).await
 }
 
 impl ListenerCore {
@@ -167,12 +207,14 @@ impl ListenerCore {
         pool: PgPool,
         sink: Recipient<ApplyChainEvent>,
     ) -> Result<Self> {
-        let rpc = EvmRpc::new(
-            &settings.chain,
-            settings.endpoints.clone(),
-            settings.requests_per_second,
-        )
-        .with_max_attempts(settings.rpc_attempts);
+        let rpc = Arc::new(
+            EvmRpc::new(
+                &settings.chain,
+                settings.endpoints.clone(),
+                settings.requests_per_second,
+            )
+            .with_max_attempts(settings.rpc_attempts),
+        );
         let mut conn = pool.acquire().await.map_err(Error::db("load_listener"))?;
         let blocks = store::load_window(&mut conn, &settings.chain, settings.reorg_window).await?;
         let cursors = store::load_cursors(&mut conn, &settings.chain).await?;
@@ -191,6 +233,8 @@ impl ListenerCore {
             range,
             progress: Progress::new(),
             head_seen: (0, Instant::now()),
+            prefetch: None,
+            tip_verified: false,
         })
     }
 
@@ -305,45 +349,85 @@ impl ListenerCore {
         self.live_step(front, head).await
     }
 
-    /// A range of blocks deeper than the reorg window, for the front group.
+    /// A range of blocks deeper than the reorg window, for the front group. The next range is
+    /// requested before this one is committed, so fetching and writing overlap.
     async fn catch_up_step(&mut self, from: u64, safe: u64, head: u64) -> Result<StepOutcome> {
         // Before leaving the window behind, make sure its tip is still canonical: a reorg that
-        // happened while chainsync was stopped is found here, not skipped.
-        if let Some(tip) = self.window.tip().copied() {
-            let canonical = self.rpc.header_at(tip.number).await?;
-            if canonical.block.hash != tip.hash {
-                return self.handle_reorg(head).await;
+        // happened while chainsync was stopped (or while it followed the head) is found here.
+        if !self.tip_verified {
+            if let Some(tip) = self.window.tip().copied() {
+                let canonical = self.rpc.header_at(tip.number).await?;
+                if canonical.block.hash != tip.hash {
+                    return self.handle_reorg(head).await;
+                }
             }
+            self.tip_verified = true;
         }
         let to = (from + self.range.span() - 1).min(safe);
-        let group = self.front_group(from, to);
-        let Some(logs) = self.fetch_range(&group, from, to).await? else {
+        let mut group = self.front_group(from, to);
+        group.sort_unstable();
+        let (answer, anchor) = match self.prefetch.take() {
+            Some(mut ahead) if ahead.addresses == group && ahead.from == from && ahead.to == to => {
+                (&mut ahead.answer).await.map_err(|err| Error::Task {
+                    chain: self.chain().to_owned(),
+                    message: err.to_string(),
+                })??
+            }
+            _ => futures::try_join!(
+                request_logs(&self.rpc, group.clone(), from, to),
+                self.rpc.header_at(to)
+            )?,
+        };
+        let Some(logs) = self.absorb(answer, from, to)? else {
             return Ok(StepOutcome::Progressed);
         };
-        let anchor = self.rpc.header_at(to).await?;
         // Deeper than the window: every block is taken as final.
         let Some((logs, discovered)) = self.prepare_logs(logs, |_, _| true)? else {
             return Ok(StepOutcome::Idle);
         };
         let events = logs.len();
+        // The in-memory state moves first so the next range can be requested now; if the commit
+        // fails, the listener restarts and reloads its state from the database anyway.
+        self.window.reset(anchor.block);
+        self.advance(&group, to, &discovered);
+        self.request_ahead(to + 1, safe);
         self.send(ChainEvent::Committed {
             blocks: vec![anchor.block],
             logs,
             cursor: CursorAdvance {
-                contracts: group.clone(),
+                contracts: group,
                 to_block: to,
             },
-            discovered: discovered.clone(),
+            discovered,
             head,
             reset_window: true,
         })
         .await?;
-        self.window.reset(anchor.block);
-        self.advance(&group, to, &discovered);
         let chain = self.settings.chain.clone();
         self.progress
             .record(&chain, from, to, events, safe.saturating_sub(to));
         Ok(StepOutcome::Progressed)
+    }
+
+    /// Requests the catch-up range starting at `from` in the background, if there is one.
+    fn request_ahead(&mut self, from: u64, safe: u64) {
+        if from > safe {
+            return;
+        }
+        let to = (from + self.range.span() - 1).min(safe);
+        let mut addresses = self.front_group(from, to);
+        addresses.sort_unstable();
+        let rpc = self.rpc.clone();
+        let request = addresses.clone();
+        let answer = actix::spawn(async move {
+            futures::try_join!(request_logs(&rpc, request, from, to), rpc.header_at(to))
+        });
+        self.prefetch = Some(Prefetch {
+            addresses,
+            from,
+            to,
+            answer,
+        });
     }
 
     /// New blocks near the head, header by header.
@@ -420,6 +504,7 @@ impl ListenerCore {
         })
         .await?;
         self.window = tentative;
+        self.tip_verified = false;
         self.advance(&group, last, &discovered);
         Ok(StepOutcome::Progressed)
     }
@@ -487,16 +572,15 @@ impl ListenerCore {
         from: u64,
         to: u64,
     ) -> Result<Option<Vec<Log>>> {
-        if addresses.is_empty() {
-            // An empty address list would ask for every log of the chain.
-            return Ok(Some(Vec::new()));
-        }
+        let answer = request_logs(&self.rpc, addresses.to_vec(), from, to).await?;
+        self.absorb(answer, from, to)
+    }
+
+    /// Applies an `eth_getLogs` answer for `[from, to]` to the adaptive range: the logs on
+    /// success, `None` when the provider refused the span (which then shrinks).
+    fn absorb(&mut self, answer: LogsAnswer, from: u64, to: u64) -> Result<Option<Vec<Log>>> {
         let span = to - from + 1;
-        let filter = Filter::new()
-            .address(addresses.to_vec())
-            .from_block(from)
-            .to_block(to);
-        match self.rpc.logs(&filter).await? {
+        match answer {
             LogsAnswer::Logs(logs) => {
                 self.range.succeeded();
                 METRICS
@@ -649,6 +733,8 @@ impl ListenerCore {
         })
         .await?;
         self.window.rewind_to(fork_point);
+        self.tip_verified = false;
+        self.prefetch = None;
         for cursor in &mut self.cursors {
             if cursor.indexed_to.is_some_and(|to| to > fork_point) {
                 cursor.indexed_to = Some(fork_point.max(cursor.start_block.saturating_sub(1)));
