@@ -42,7 +42,8 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let anvil = Anvil::start().await;
+    // A zero base fee stays near zero however full the flood's blocks get.
+    let anvil = Anvil::start_with(&["--block-base-fee-per-gas", "0"]).await;
     let deployment = deploy(&anvil.rpc_url()).await.expect("deploy");
     let mut traffic = Traffic::new(&anvil.rpc_url(), deployment.clone(), 1)
         .await

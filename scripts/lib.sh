@@ -303,8 +303,10 @@ start_devnet() {
   [[ -x $CHAINSYNC_BIN ]] || die "${CHAINSYNC_BIN#"$REPO_ROOT"/} is missing: run 'make build'"
   require_free_port "$ANVIL_PORT" anvil
   : >"$DEVNET_DIR/anvil.log"
+  # --prune-history keeps recent states in memory only: without it anvil spills old states to
+  # ~/.foundry/anvil/tmp, which a long run (or one that is killed) leaves behind and grows.
   start_child anvil "$DEVNET_DIR/anvil.log" \
-    "$ANVIL_BIN" --host 127.0.0.1 --port "$ANVIL_PORT" --block-time 1
+    "$ANVIL_BIN" --host 127.0.0.1 --port "$ANVIL_PORT" --block-time 1 --prune-history 1024
   if ! wait_for anvil 30 rpc_block_number "$ANVIL_URL" >/dev/null; then
     show_log_tail "$DEVNET_DIR/anvil.log"
     die "anvil did not answer on $ANVIL_URL within 30 s"

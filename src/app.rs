@@ -99,13 +99,21 @@ async fn check_identity(pool: &PgPool, settings: &EvmListenerSettings) -> anyhow
     Ok(())
 }
 
+/// A running chain pipeline: its arbiter and the listener's address. The address must live as
+/// long as the pipeline: actix's supervisor restarts a stopped actor only while somebody still
+/// holds an address to it.
+struct ChainPipeline {
+    arbiter: Arbiter,
+    _listener: Addr<EvmListener>,
+}
+
 /// Starts one chain's pipeline on its own arbiter once this instance holds the chain's lock.
 async fn start_evm_chain(
     settings: EvmListenerSettings,
     pool: PgPool,
     database_url: String,
     readiness: Readiness,
-) -> anyhow::Result<Arbiter> {
+) -> anyhow::Result<ChainPipeline> {
     let chain = settings.chain.clone();
     let max_silence = (settings.poll_interval * 10).max(Duration::from_secs(120));
     readiness.set(&chain, ChainState::Starting, max_silence);
@@ -127,10 +135,14 @@ async fn start_evm_chain(
     let reconciler =
         Reconciler::start_in_arbiter(&handle, move |_| Reconciler::new(writer.recipient()));
     let sink = reconciler.recipient();
-    Supervisor::start_in_arbiter(&handle, move |_| EvmListener::new(settings, pool, sink));
+    let listener =
+        Supervisor::start_in_arbiter(&handle, move |_| EvmListener::new(settings, pool, sink));
     readiness.set(&chain, ChainState::Active, max_silence);
     tracing::info!(chain = %chain, "chain pipeline started");
-    Ok(arbiter)
+    Ok(ChainPipeline {
+        arbiter,
+        _listener: listener,
+    })
 }
 
 /// `chainsync run`: until SIGINT or SIGTERM.
@@ -175,7 +187,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics = %format!("http://{}/metrics", config.metrics.listen), "serving");
 
     let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let arbiters = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Arbiter>::new()));
+    let arbiters = std::sync::Arc::new(std::sync::Mutex::new(Vec::<ChainPipeline>::new()));
     for chain in &config.evm {
         let settings = listener_settings(chain)?;
         let pool = pool.clone();
@@ -186,9 +198,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         actix::spawn(async move {
             let name = settings.chain.clone();
             match start_evm_chain(settings, pool, url, readiness).await {
-                Ok(arbiter) => {
+                Ok(pipeline) => {
                     if let Ok(mut list) = arbiters.lock() {
-                        list.push(arbiter);
+                        list.push(pipeline);
                     }
                 }
                 Err(err) => {
@@ -209,8 +221,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     api_handle.stop(true).await;
     ops_handle.stop(true).await;
     if let Ok(list) = arbiters.lock() {
-        for arbiter in list.iter() {
-            arbiter.stop();
+        for pipeline in list.iter() {
+            pipeline.arbiter.stop();
         }
     }
     pool.close().await;

@@ -360,3 +360,81 @@ async fn fails_over_past_a_dead_endpoint_without_leaking_its_key() {
     );
     assert!(!log.contains(secret), "the key leaked into the log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_topics_are_kept_admin_events_counted_and_empty_blocks_cost_no_get_logs() {
+    let anvil = Anvil::start().await;
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let deployment = deploy(&anvil.rpc_url()).await.expect("deploy");
+    let mut traffic = Traffic::new(&anvil.rpc_url(), deployment.clone(), 21)
+        .await
+        .expect("traffic");
+    // The warm-up of the generator pauses, unpauses and (within its first steps) upgrades.
+    steps(&mut traffic, 80).await.expect("traffic");
+    let head = anvil.block_number().await;
+
+    // The ERC-20 is watched too: its Transfer and Approval events are not in the ABI.
+    let mut watched_contracts = contracts(&deployment);
+    watched_contracts.push(("token", format!("{:#x}", deployment.token), 0));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &anvil.rpc_url(),
+        &db.url,
+        &watched_contracts,
+        "",
+    );
+    let _chainsync = Chainsync::run(&config);
+    wait_indexed(&pool, head, Duration::from_secs(60)).await;
+    let mut addresses = watched(&deployment, &traffic);
+    addresses.push(format!("{:#x}", deployment.token));
+    assert_stored_equals_node(&anvil.rpc_url(), &pool, &addresses, (0, head), 1).await;
+
+    let unknown: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM evm_logs WHERE decode_status = 'unknown' AND event IS NULL AND decoded IS NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert!(unknown > 0, "the token's logs are stored raw");
+    let counted = metric_sum(
+        &config,
+        "chainsync_events_total",
+        &[
+            "chain=\"devnet\"",
+            "contract=\"token\"",
+            "event=\"unknown\"",
+        ],
+    )
+    .await;
+    assert_eq!(counted, unknown as f64, "unknown logs are counted");
+    for event in ["Upgraded", "Paused", "Unpaused"] {
+        let label = format!("event=\"{event}\"");
+        let seen = metric_sum(
+            &config,
+            "chainsync_admin_events_total",
+            &["chain=\"devnet\"", &label],
+        )
+        .await;
+        assert!(seen >= 1.0, "admin event {event} counted");
+    }
+
+    // Empty blocks: the blooms rule every watched address out, so no eth_getLogs is sent.
+    let get_logs = |config: std::path::PathBuf| async move {
+        metric_sum(
+            &config,
+            "chainsync_rpc_requests_total",
+            &["chain=\"devnet\"", "method=\"eth_getLogs\""],
+        )
+        .await
+    };
+    let before = get_logs(config.clone()).await;
+    anvil.mine(20).await;
+    wait_indexed(&pool, head + 20, Duration::from_secs(30)).await;
+    assert_eq!(
+        get_logs(config.clone()).await,
+        before,
+        "eth_getLogs sent for empty blocks"
+    );
+}

@@ -460,23 +460,28 @@ async fn a_fork_deeper_than_the_window_halts_the_chain() {
 /// How many blocks the lagging node is behind.
 const LAG: u64 = 5;
 
-struct LaggingRpc {
+/// A node in front of anvil that can be made to lag (answer `latest` with an older block) or to
+/// fail every call (an outage).
+struct ScriptedRpc {
     addr: SocketAddr,
     lagging: Arc<AtomicBool>,
+    outage: Arc<AtomicBool>,
     stale_answers: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl LaggingRpc {
+impl ScriptedRpc {
     async fn start(upstream: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let lagging = Arc::new(AtomicBool::new(false));
+        let outage = Arc::new(AtomicBool::new(false));
         let stale_answers = Arc::new(AtomicU64::new(0));
         let proxy = Proxy {
             upstream,
             client: reqwest::Client::new(),
             lagging: lagging.clone(),
+            outage: outage.clone(),
             stale_answers: stale_answers.clone(),
         };
         let proxy = Arc::new(proxy);
@@ -489,6 +494,7 @@ impl LaggingRpc {
         Self {
             addr,
             lagging,
+            outage,
             stale_answers,
             task,
         }
@@ -501,9 +507,13 @@ impl LaggingRpc {
     fn set_lagging(&self, lagging: bool) {
         self.lagging.store(lagging, Ordering::SeqCst);
     }
+
+    fn set_outage(&self, outage: bool) {
+        self.outage.store(outage, Ordering::SeqCst);
+    }
 }
 
-impl Drop for LaggingRpc {
+impl Drop for ScriptedRpc {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -513,6 +523,7 @@ struct Proxy {
     upstream: String,
     client: reqwest::Client,
     lagging: Arc<AtomicBool>,
+    outage: Arc<AtomicBool>,
     stale_answers: Arc<AtomicU64>,
 }
 
@@ -571,6 +582,10 @@ impl Proxy {
 
     /// The answer to one JSON-RPC call: forwarded, except the latest block while lagging.
     async fn answer(&self, call: Value) -> Value {
+        if self.outage.load(Ordering::SeqCst) {
+            return json!({"jsonrpc": "2.0", "id": call["id"],
+                "error": {"code": -32603, "message": "internal error"}});
+        }
         let asks_latest = call["method"] == "eth_getBlockByNumber" && call["params"][0] == "latest";
         if self.lagging.load(Ordering::SeqCst) && asks_latest {
             let head = common::rpc(&self.upstream, "eth_blockNumber", json!([]))
@@ -611,7 +626,7 @@ async fn a_lagging_node_is_not_a_reorg() {
         .expect("traffic");
     steps(&mut traffic, 15).await;
     let head = anvil.block_number().await;
-    let proxy = LaggingRpc::start(anvil.rpc_url()).await;
+    let proxy = ScriptedRpc::start(anvil.rpc_url()).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(
@@ -717,4 +732,55 @@ async fn new_heads_over_websocket_wake_the_listener() {
     .await;
     println!("new event stored {:?} after it was mined", mined.elapsed());
     assert!(mined.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_repeated_rpc_failure_the_listener_restarts_from_its_cursor() {
+    let anvil = Anvil::start().await;
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let deployment = deploy(&anvil.rpc_url()).await.expect("deploy");
+    let mut traffic = Traffic::new(&anvil.rpc_url(), deployment.clone(), 31)
+        .await
+        .expect("traffic");
+    steps(&mut traffic, 10).await;
+    let node = ScriptedRpc::start(anvil.rpc_url()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &node.url(),
+        &db.url,
+        &contracts(&deployment),
+        "",
+    );
+    let chainsync = Chainsync::run(&config);
+    wait_indexed(&pool, anvil.block_number().await, Duration::from_secs(60)).await;
+
+    // Every call fails until the listener has used up its retries and been restarted.
+    node.set_outage(true);
+    steps(&mut traffic, 5).await;
+    wait_for("a listener restart", Duration::from_secs(90), || async {
+        let restarts = metric_sum(
+            &config,
+            "chainsync_actor_restarts_total",
+            &["actor=\"evm_listener\""],
+        )
+        .await;
+        (restarts >= 1.0).then_some(())
+    })
+    .await;
+    assert!(chainsync.logged("restarting from the persisted cursor"));
+    node.set_outage(false);
+
+    steps(&mut traffic, 5).await;
+    let head = anvil.block_number().await;
+    wait_indexed(&pool, head, Duration::from_secs(60)).await;
+    assert_stored_equals_node(
+        &anvil.rpc_url(),
+        &pool,
+        &watched(&deployment, &traffic),
+        (0, head),
+        1,
+    )
+    .await;
 }

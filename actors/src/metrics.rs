@@ -69,7 +69,8 @@ pub struct Metrics {
     pub rpc_request_duration_seconds: HistogramVec,
     /// `chainsync_getlogs_block_range_blocks{chain}`: the current adaptive `eth_getLogs` span.
     pub getlogs_block_range_blocks: IntGaugeVec,
-    /// `chainsync_getlogs_range_reductions_total{chain,reason}`: range cuts (`provider_hint`, `halved`).
+    /// `chainsync_getlogs_range_reductions_total{chain,reason}`: range cuts (`provider_hint`,
+    /// `halved`, `dense_blocks` when a batch held more logs than one batch should).
     pub getlogs_range_reductions_total: IntCounterVec,
     /// `chainsync_backfill_remaining_blocks{chain}`: blocks left before the listener is live.
     pub backfill_remaining_blocks: IntGaugeVec,
@@ -291,7 +292,7 @@ impl Metrics {
                 self.transfers.with_label_values(&[chain, kind, status]);
             }
         }
-        for reason in ["provider_hint", "halved"] {
+        for reason in ["provider_hint", "halved", "dense_blocks"] {
             self.getlogs_range_reductions_total
                 .with_label_values(&[chain, reason]);
         }

@@ -25,6 +25,8 @@ const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// receipt usually exists before the first poll.
 const RECEIPT_POLL_START: Duration = Duration::from_millis(2);
 const RECEIPT_POLL_MAX: Duration = Duration::from_millis(200);
+/// How long a transaction may wait for its receipt before a block is mined to pick it up.
+const RECEIPT_NUDGE_AFTER: Duration = Duration::from_secs(5);
 /// Priority fee offered: anvil orders by it, but there is no competition on a devnet.
 const PRIORITY_FEE_WEI: u128 = 1;
 /// Lower bound of the max fee, so that a base fee rising between refreshes does not strand
@@ -100,11 +102,13 @@ impl TxSender {
     }
 
     /// Re-reads the latest base fee and block gas limit. Call it now and then: the max fee
-    /// offered is twice the base fee seen here.
+    /// offered is ten times the base fee seen here, so that a run of full blocks (the base fee
+    /// grows by up to 12.5 % per block) does not strand transactions before the next refresh;
+    /// the price paid is still the base fee plus the priority fee.
     pub(crate) async fn refresh_fees(&mut self) -> Result<()> {
         let latest = self.latest_block_header().await?;
         let base_fee = u128::from(latest.base_fee_per_gas.unwrap_or_default());
-        self.max_fee_per_gas = (base_fee * 2 + PRIORITY_FEE_WEI).max(MIN_MAX_FEE_WEI);
+        self.max_fee_per_gas = (base_fee * 10 + PRIORITY_FEE_WEI).max(MIN_MAX_FEE_WEI);
         self.block_gas_limit = latest.gas_limit;
         Ok(())
     }
@@ -220,6 +224,7 @@ impl TxSender {
     pub(crate) async fn wait(&self, sent: &SentTx) -> Result<TransactionReceipt> {
         let started = Instant::now();
         let mut pause = RECEIPT_POLL_START;
+        let mut nudged_at = Instant::now();
         loop {
             let receipt = self
                 .provider
@@ -235,6 +240,12 @@ impl TxSender {
                     tx_hash: sent.tx_hash,
                     waited: started.elapsed(),
                 });
+            }
+            // Under a heavy flood anvil's automine occasionally leaves an executable
+            // transaction in its pool; mining a block picks it up.
+            if nudged_at.elapsed() > RECEIPT_NUDGE_AFTER {
+                nudged_at = Instant::now();
+                self.mine().await?;
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(RECEIPT_POLL_MAX);

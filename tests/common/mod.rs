@@ -54,6 +54,9 @@ impl Anvil {
             let mut child = Command::new(&binary)
                 .args(["--host", "127.0.0.1", "--port", &port.to_string()])
                 .args(["--silent", "--no-request-size-limit"])
+                // Recent states in memory only: otherwise anvil spills old states to
+                // ~/.foundry/anvil/tmp and a killed anvil leaves them there, run after run.
+                .args(["--prune-history", "256"])
                 .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

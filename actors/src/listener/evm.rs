@@ -582,7 +582,12 @@ impl ListenerCore {
         let span = to - from + 1;
         match answer {
             LogsAnswer::Logs(logs) => {
-                self.range.succeeded();
+                if self.range.succeeded(logs.len()) {
+                    METRICS
+                        .getlogs_range_reductions_total
+                        .with_label_values(&[self.chain(), "dense_blocks"])
+                        .inc();
+                }
                 METRICS
                     .getlogs_block_range_blocks
                     .with_label_values(&[self.chain()])

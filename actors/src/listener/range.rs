@@ -8,6 +8,12 @@
 
 /// How many consecutive successes before the range doubles again.
 const SUCCESSES_BEFORE_GROWTH: u32 = 3;
+/// Logs one batch should hold at most. A batch's memory (the JSON answer, the decoded logs, the
+/// insert) grows with its logs, so dense blocks shrink the span: memory stays bounded by this,
+/// not by how busy the chain is.
+pub const TARGET_LOGS_PER_BATCH: usize = 2_000;
+/// The first span is the maximum divided by this.
+const INITIAL_SPAN_DIVISOR: u64 = 16;
 
 /// What a provider's error says about the range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,11 +118,13 @@ pub struct BlockRange {
 }
 
 impl BlockRange {
-    /// Starts at the configured maximum (at least 1).
+    /// Starts at a sixteenth of the configured maximum (at least 1) and grows from there: the
+    /// first answer of a dense chain then stays small, and a sparse chain reaches the maximum
+    /// after about fifteen ranges.
     pub fn new(max: u64) -> Self {
         let max = max.max(1);
         Self {
-            current: max,
+            current: (max / INITIAL_SPAN_DIVISOR).max(1),
             max,
             successes: 0,
         }
@@ -127,13 +135,22 @@ impl BlockRange {
         self.current
     }
 
-    /// Records a success: after a few in a row the span doubles, up to the maximum.
-    pub fn succeeded(&mut self) {
+    /// Records a success that returned `logs` logs: a batch over [`TARGET_LOGS_PER_BATCH`]
+    /// shrinks the span in proportion (returns true then); otherwise, after a few successes in a
+    /// row, the span doubles, up to the maximum.
+    pub fn succeeded(&mut self, logs: usize) -> bool {
+        if logs > TARGET_LOGS_PER_BATCH {
+            let scaled = self.current as u128 * TARGET_LOGS_PER_BATCH as u128 / logs as u128;
+            self.current = u64::try_from(scaled).unwrap_or(1).max(1);
+            self.successes = 0;
+            return true;
+        }
         self.successes += 1;
         if self.successes >= SUCCESSES_BEFORE_GROWTH && self.current < self.max {
             self.current = (self.current * 2).min(self.max);
             self.successes = 0;
         }
+        false
     }
 
     /// Applies a provider's refusal of `requested` blocks. Returns the reason label for the
@@ -211,8 +228,23 @@ mod tests {
     }
 
     #[test]
+    fn dense_batches_shrink_the_span_to_the_log_target() {
+        let mut range = BlockRange::new(1000);
+        for _ in 0..15 {
+            range.succeeded(10);
+        }
+        assert_eq!(range.span(), 1000, "grown to the maximum");
+        assert!(range.succeeded(TARGET_LOGS_PER_BATCH * 4));
+        assert_eq!(range.span(), 250);
+        assert!(range.succeeded(usize::MAX));
+        assert_eq!(range.span(), 1, "never below one block");
+        assert!(!range.succeeded(TARGET_LOGS_PER_BATCH));
+    }
+
+    #[test]
     fn range_shrinks_then_grows_back_to_the_maximum_only() {
         let mut range = BlockRange::new(1000);
+        assert_eq!(range.span(), 62, "starts small");
         assert_eq!(range.refused(RangeAdvice::Halve, 1000), Some("halved"));
         assert_eq!(range.span(), 500);
         assert_eq!(
@@ -221,7 +253,7 @@ mod tests {
         );
         assert_eq!(range.span(), 100);
         for _ in 0..30 {
-            range.succeeded();
+            range.succeeded(10);
         }
         assert_eq!(range.span(), 1000);
         assert_eq!(range.refused(RangeAdvice::NotARangeError, 1000), None);
