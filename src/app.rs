@@ -2,6 +2,7 @@
 //! operations listener, and graceful shutdown.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -11,11 +12,13 @@ use anyhow::{bail, Context as _};
 use chainsync_actors::listener::evm::{EvmListener, EvmListenerSettings};
 use chainsync_actors::listener::rpc::{Endpoint, EvmRpc, LogsAnswer};
 use chainsync_actors::metrics::METRICS;
-use chainsync_actors::reconciler::Reconciler;
+use chainsync_actors::messages::Retention;
+use chainsync_actors::reconciler::policy::{ConfirmationRule, ReconcilePolicy};
+use chainsync_actors::reconciler::{Reconciler, ReconcilerSettings, SystemClock};
 use chainsync_actors::writer::{self, store, StoreWriter};
 use sqlx::{PgPool, Row};
 
-use crate::config::{Config, EvmChainConfig};
+use crate::config::{Config, ConfirmationPolicy, EvmChainConfig, RetentionConfig};
 use crate::redact::SecretUrl;
 use crate::telemetry::{ChainState, Readiness};
 use crate::{api, db, telemetry};
@@ -56,6 +59,37 @@ fn listener_settings(chain: &EvmChainConfig) -> anyhow::Result<EvmListenerSettin
             .collect(),
         rpc_attempts: chainsync_actors::listener::rpc::MAX_ATTEMPTS,
     })
+}
+
+fn reconciler_settings(chain: &EvmChainConfig, retention: &RetentionConfig) -> ReconcilerSettings {
+    let rule = match chain.confirmation {
+        ConfirmationPolicy::Depth(depth) => ConfirmationRule::Depth(depth),
+        ConfirmationPolicy::Finalized => ConfirmationRule::Finalized,
+    };
+    ReconcilerSettings {
+        chain: chain.name.clone(),
+        policy: ReconcilePolicy {
+            rule,
+            stuck_after: chain.stuck_after,
+            stuck_after_blocks: chain.stuck_after_blocks,
+            dropped_after: chain.dropped_after,
+            head_stall_after: chain.head_stall_after,
+        },
+        overdue_grace: chain.overdue_grace,
+        drift_check_interval: chain.drift_check_interval,
+        // Often enough to flag a stuck transfer well within its threshold, never faster than
+        // the head is polled.
+        sweep_interval: (chain.stuck_after / 4)
+            .min(Duration::from_secs(5))
+            .max(chain.poll_interval.min(Duration::from_secs(1)))
+            .max(Duration::from_millis(200)),
+        retention: Retention {
+            block_window: retention.block_window,
+            reorg_window: chain.reorg_window,
+            removed_events: retention.removed_events,
+            delivered_outbox: retention.delivered_outbox,
+        },
+    }
 }
 
 /// `chainsync migrate`.
@@ -110,6 +144,7 @@ struct ChainPipeline {
 /// Starts one chain's pipeline on its own arbiter once this instance holds the chain's lock.
 async fn start_evm_chain(
     settings: EvmListenerSettings,
+    reconciler_settings: ReconcilerSettings,
     pool: PgPool,
     database_url: String,
     readiness: Readiness,
@@ -129,11 +164,25 @@ async fn start_evm_chain(
     let arbiter = Arbiter::new();
     let handle = arbiter.handle();
     let writer_chain = chain.clone();
+    let rule = reconciler_settings.policy.rule;
     let writer = StoreWriter::start_in_arbiter(&handle, move |_| {
-        StoreWriter::new(writer_chain, database_url, conn, roles)
+        StoreWriter::new(writer_chain, database_url, conn, roles, rule)
     });
-    let reconciler =
-        Reconciler::start_in_arbiter(&handle, move |_| Reconciler::new(writer.recipient()));
+    let rpc = Arc::new(EvmRpc::new(
+        &chain,
+        settings.endpoints.clone(),
+        settings.requests_per_second,
+    ));
+    let reconciler_pool = pool.clone();
+    let reconciler = Reconciler::start_in_arbiter(&handle, move |_| {
+        Reconciler::new(
+            reconciler_settings,
+            writer.recipient(),
+            rpc,
+            reconciler_pool,
+            Arc::new(SystemClock),
+        )
+    });
     let sink = reconciler.recipient();
     let listener =
         Supervisor::start_in_arbiter(&handle, move |_| EvmListener::new(settings, pool, sink));
@@ -190,6 +239,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let arbiters = std::sync::Arc::new(std::sync::Mutex::new(Vec::<ChainPipeline>::new()));
     for chain in &config.evm {
         let settings = listener_settings(chain)?;
+        let reconciler = reconciler_settings(chain, &config.retention);
         let pool = pool.clone();
         let url = url.clone();
         let readiness = readiness.clone();
@@ -197,7 +247,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let failed = failed_tx.clone();
         actix::spawn(async move {
             let name = settings.chain.clone();
-            match start_evm_chain(settings, pool, url, readiness).await {
+            match start_evm_chain(settings, reconciler, pool, url, readiness).await {
                 Ok(pipeline) => {
                     if let Ok(mut list) = arbiters.lock() {
                         list.push(pipeline);
@@ -227,6 +277,58 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     pool.close().await;
     outcome
+}
+
+/// `chainsync watch`: registers a transaction to follow; prints the transfer id.
+pub async fn watch(
+    config: &Config,
+    chain: &str,
+    tx_hash: &str,
+    from: Option<&str>,
+    nonce: Option<u64>,
+    label: Option<&str>,
+) -> anyhow::Result<()> {
+    let hash: B256 = tx_hash
+        .parse()
+        .map_err(|_| anyhow::anyhow!("tx hash {tx_hash:?}: expected 0x followed by 64 hex digits"))?;
+    let sender: Option<Address> = from
+        .map(|text| {
+            text.parse()
+                .map_err(|_| anyhow::anyhow!("--from {text:?}: expected an address (0x followed by 40 hex digits)"))
+        })
+        .transpose()?;
+    if !config.evm.iter().any(|c| c.name == chain) {
+        bail!("chain {chain:?} is not configured (configured EVM chains: {})",
+            config.evm.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "));
+    }
+    let url = database_url(config);
+    let pool = db::connect(&url, 2, config.database.statement_timeout, false).await?;
+    db::migrate(&pool).await?;
+    let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM chains WHERE name = $1)")
+        .bind(chain)
+        .fetch_one(&pool)
+        .await?;
+    if !known {
+        bail!("chain {chain:?} has not been indexed yet: start `chainsync run` once so its identity is recorded");
+    }
+    let mut tx = pool.begin().await?;
+    let (id, created) = chainsync_actors::writer::transfers::register_watched(
+        &mut tx,
+        chain,
+        hash,
+        sender,
+        nonce,
+        label,
+        chrono::Utc::now(),
+    )
+    .await?;
+    tx.commit().await?;
+    if created {
+        println!("watching {hash:#x} on {chain}: transfer {id}");
+    } else {
+        println!("already watching {hash:#x} on {chain}: transfer {id}");
+    }
+    Ok(())
 }
 
 /// `chainsync rewind`: refuses while another process indexes the chain.

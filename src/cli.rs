@@ -59,6 +59,25 @@ pub enum Command {
         #[arg(long)]
         to: u64,
     },
+    /// Register a transaction to follow before it is mined: it becomes a `watched_tx` transfer in
+    /// `pending`, then confirming / confirmed, failed (reverted, replaced, dropped) or stuck.
+    Watch {
+        /// Chain name.
+        #[arg(long)]
+        chain: String,
+        /// Transaction hash (0x + 64 hex digits).
+        tx_hash: String,
+        /// Sender address: with --nonce, another transaction mined with that nonce fails this one
+        /// as replaced.
+        #[arg(long, requires = "nonce")]
+        from: Option<String>,
+        /// The transaction's nonce.
+        #[arg(long, requires = "from")]
+        nonce: Option<u64>,
+        /// Free text kept with the transfer (e.g. the backend's payment id).
+        #[arg(long)]
+        label: Option<String>,
+    },
     /// The local devnet: deploy the test contracts, drive traffic.
     #[command(subcommand)]
     Devnet(crate::devnet::DevnetCommand),

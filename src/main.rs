@@ -53,6 +53,13 @@ async fn execute(config_path: std::path::PathBuf, command: Command) -> anyhow::R
                 return Ok(ExitCode::from(1));
             }
         }
+        Command::Watch {
+            chain,
+            tx_hash,
+            from,
+            nonce,
+            label,
+        } => chainsync::app::watch(&config, &chain, &tx_hash, from.as_deref(), nonce, label.as_deref()).await?,
         Command::CheckConfig { .. } | Command::Devnet(_) => {}
     }
     Ok(ExitCode::SUCCESS)

@@ -72,6 +72,100 @@ sol! {
     event LogProducer(address producerAddress, string name, uint256 producerId, address cloneAddress);
 }
 
+sol! {
+    /// The stream record of `getTokenLock` (field order as in the contract's interface).
+    #[derive(Debug, PartialEq, Eq)]
+    struct TokenLock {
+        address user;
+        address recipient;
+        address token;
+        uint256 totalAmount;
+        uint256 streamRate;
+        uint256 startTime;
+        uint256 endTime;
+        uint256 lastClaimTime;
+        bool isActive;
+        bytes32 lockId;
+        uint8 streamType;
+        uint256 cliffDate;
+        uint256 usageCount;
+        uint256 usedCount;
+        uint256 immediateAmount;
+    }
+    /// Reads a stream record; reverts `StreamNotFound()` for an unknown id.
+    function getTokenLock(bytes32 lockId) external view returns (TokenLock memory lock);
+    /// The manager's virtual balance of `user` in `token`.
+    function getBalanceSummary(address user, address token) external view returns (uint256 total, uint256 locked, uint256 unlocked);
+
+    /// Custom errors of the stream contracts, to name a revert.
+    error AlreadyRegistered();
+    /// See above.
+    error InsufficientUnlockedBalance();
+    /// See above.
+    error InvalidAmount();
+    /// See above.
+    error InvalidStreamParams();
+    /// See above.
+    error InvalidToken();
+    /// See above.
+    error NotUsagePool();
+    /// See above.
+    error OnlyFactory();
+    /// See above.
+    error OnlyStreamOwner();
+    /// See above.
+    error StreamNotActive();
+    /// See above.
+    error StreamNotFound();
+    /// See above.
+    error UnauthorizedCaller();
+    /// See above.
+    error UnauthorizedSettlement();
+    /// See above.
+    error UnknownCustomerPlan();
+    /// See above.
+    error UnknownPlan();
+    /// See above.
+    error UsageExceedsPool();
+}
+
+/// Names a revert from its ABI-encoded data: `Error(string)` gives its message, a custom error of
+/// the stream contracts its signature, anything else the 4-byte selector; `None` for empty data.
+pub fn revert_reason(data: &[u8]) -> Option<String> {
+    use alloy::sol_types::{Revert, SolError};
+    if data.len() < 4 {
+        return None;
+    }
+    if let Ok(revert) = Revert::abi_decode(data) {
+        return Some(revert.reason);
+    }
+    let selector: [u8; 4] = data[..4].try_into().ok()?;
+    macro_rules! named {
+        ($($error:ident),*) => {
+            $(if selector == $error::SELECTOR { return Some($error::SIGNATURE.to_owned()); })*
+        };
+    }
+    named!(
+        AlreadyRegistered, InsufficientUnlockedBalance, InvalidAmount, InvalidStreamParams,
+        InvalidToken, NotUsagePool, OnlyFactory, OnlyStreamOwner, StreamNotActive, StreamNotFound,
+        UnauthorizedCaller, UnauthorizedSettlement, UnknownCustomerPlan, UnknownPlan, UsageExceedsPool
+    );
+    Some(format!("0x{}", hex::encode(selector)))
+}
+
+/// The fields of a `getTokenLock` answer the projections use, as JSON (amounts and times as
+/// decimal strings). Only fields that never change after creation, so the value read at the
+/// head equals the value at the creating block.
+pub fn token_lock_json(lock: &TokenLock) -> Value {
+    json!({
+        "streamRate": lock.streamRate.to_string(),
+        "startTime": lock.startTime.to_string(),
+        "endTime": lock.endTime.to_string(),
+        "streamType": lock.streamType,
+        "usageCount": lock.usageCount.to_string(),
+    })
+}
+
 /// How an event matters to an operator: admin events can change what other events mean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventClass {

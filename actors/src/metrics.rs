@@ -22,9 +22,9 @@ const DB_BUCKETS: &[f64] = &[
 ];
 /// Buckets for reorg depth in blocks.
 const REORG_DEPTH_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 64.0, 128.0];
-/// Buckets for time to confirmation: 1 s to 2 h.
+/// Buckets for time to confirmation: 100 ms (fast devnets) to 2 h.
 const CONFIRMATION_BUCKETS: &[f64] = &[
-    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
+    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
 ];
 
 /// Transfer kinds tracked on EVM chains (the `kind` label), as in the `transfers` table.
@@ -93,6 +93,22 @@ pub struct Metrics {
     pub transfer_confirmation_seconds: HistogramVec,
     /// `chainsync_webhook_deliveries_total{outcome}`: webhook attempts by outcome.
     pub webhook_deliveries_total: IntCounterVec,
+    /// `chainsync_deep_reorgs_total{chain}`: reorgs that replaced confirmed blocks (projections
+    /// were rebuilt). Critical: the confirmation threshold is too low for this chain.
+    pub deep_reorgs_total: IntCounterVec,
+    /// `chainsync_chain_stalled{chain}`: 1 while the head has not moved for `head_stall_after`.
+    pub chain_stalled: IntGaugeVec,
+    /// `chainsync_balance_drift_rows{chain}`: virtual-balance rows whose last on-chain check
+    /// (`getBalanceSummary`) disagreed with the projection.
+    pub balance_drift_rows: IntGaugeVec,
+    /// `chainsync_balance_usage_pool_drift_rows{chain}`: rows carrying the documented usage-pool
+    /// drift (paid out of a pool but still counted in the contract's total).
+    pub balance_usage_pool_drift_rows: IntGaugeVec,
+    /// `chainsync_overdue_streams{chain}`: active streams past their end time plus the grace.
+    pub overdue_streams: IntGaugeVec,
+    /// `chainsync_projection_orphan_updates_total{chain}`: confirmed stream updates whose stream
+    /// is not indexed (created before the configured start block).
+    pub projection_orphan_updates_total: IntCounterVec,
 }
 
 /// Builds a metric or aborts start-up: a duplicate or malformed metric is a programming error
@@ -230,6 +246,36 @@ impl Metrics {
                 "Webhook delivery attempts by outcome.",
                 &["outcome"]
             )),
+            deep_reorgs_total: metric!(register_int_counter_vec!(
+                "chainsync_deep_reorgs_total",
+                "Reorgs that replaced confirmed blocks; projections were rebuilt.",
+                &["chain"]
+            )),
+            chain_stalled: metric!(register_int_gauge_vec!(
+                "chainsync_chain_stalled",
+                "1 while the chain head has not moved for head_stall_after.",
+                &["chain"]
+            )),
+            balance_drift_rows: metric!(register_int_gauge_vec!(
+                "chainsync_balance_drift_rows",
+                "Virtual-balance rows whose last on-chain check disagreed with the projection.",
+                &["chain"]
+            )),
+            balance_usage_pool_drift_rows: metric!(register_int_gauge_vec!(
+                "chainsync_balance_usage_pool_drift_rows",
+                "Virtual-balance rows carrying the documented usage-pool drift.",
+                &["chain"]
+            )),
+            overdue_streams: metric!(register_int_gauge_vec!(
+                "chainsync_overdue_streams",
+                "Active streams past their end time plus the overdue grace.",
+                &["chain"]
+            )),
+            projection_orphan_updates_total: metric!(register_int_counter_vec!(
+                "chainsync_projection_orphan_updates_total",
+                "Confirmed stream updates whose stream is not indexed.",
+                &["chain"]
+            )),
         };
         metrics
             .build_info
@@ -240,7 +286,7 @@ impl Metrics {
                 .webhook_deliveries_total
                 .with_label_values(&[outcome]);
         }
-        for op in ["commit_batch", "unwind_reorg"] {
+        for op in ["commit_batch", "unwind_reorg", "sweep"] {
             metrics.db_errors_total.with_label_values(&[op]);
             metrics
                 .db_transaction_duration_seconds
@@ -272,6 +318,16 @@ impl Metrics {
             .with_label_values(&[chain]);
         self.reorgs_total.with_label_values(&[chain]);
         self.reorg_depth_blocks.with_label_values(&[chain]);
+        self.deep_reorgs_total.with_label_values(&[chain]);
+        self.projection_orphan_updates_total.with_label_values(&[chain]);
+        for gauge in [
+            &self.chain_stalled,
+            &self.balance_drift_rows,
+            &self.balance_usage_pool_drift_rows,
+            &self.overdue_streams,
+        ] {
+            gauge.with_label_values(&[chain]);
+        }
         for role in contract_roles {
             for event in crate::contracts::EVENT_NAMES
                 .iter()

@@ -5,10 +5,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use alloy::eips::BlockNumberOrTag;
-use alloy::primitives::B256;
+use alloy::eips::{BlockId, BlockNumberOrTag};
+use alloy::primitives::{Address, Bytes, B256};
 use alloy::providers::{Provider, RootProvider};
-use alloy::rpc::types::{Filter, Log};
+use alloy::rpc::types::{Filter, Log, TransactionReceipt, TransactionRequest};
 use alloy::transports::{RpcError, TransportErrorKind};
 use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::Mutex;
@@ -283,7 +283,7 @@ impl EvmRpc {
 
     /// Calls with retries: every retryable failure is retried with backoff and jitter on the
     /// next endpoint, up to the attempt limit.
-    async fn call<T, F, Fut>(&self, method: &'static str, call: F) -> Result<T>
+    async fn call_with_retries<T, F, Fut>(&self, method: &'static str, call: F) -> Result<T>
     where
         F: Fn(RootProvider) -> Fut,
         Fut: std::future::Future<Output = Result<T, RpcError<TransportErrorKind>>>,
@@ -302,14 +302,14 @@ impl EvmRpc {
 
     /// `eth_chainId`.
     pub async fn chain_id(&self) -> Result<u64> {
-        self.call("eth_chainId", |p| async move { p.get_chain_id().await })
+        self.call_with_retries("eth_chainId", |p| async move { p.get_chain_id().await })
             .await
     }
 
     /// The header at `tag`, or `None` when the node has no such block.
     pub async fn header(&self, tag: BlockNumberOrTag) -> Result<Option<Header>> {
         let block = self
-            .call("eth_getBlockByNumber", move |p| async move {
+            .call_with_retries("eth_getBlockByNumber", move |p| async move {
                 p.get_block_by_number(tag).await
             })
             .await?;
@@ -382,8 +382,111 @@ impl EvmRpc {
     }
 }
 
-/// RPC methods the listener calls (metric series are created for each).
-pub const RPC_METHODS: &[&str] = &["eth_chainId", "eth_getBlockByNumber", "eth_getLogs"];
+/// The answer to an `eth_call`: the returned bytes, or the revert data of a call that reverted
+/// (a revert is an answer about the call, not a failure of the node, so it is never retried).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallAnswer {
+    /// The call returned.
+    Returned(Bytes),
+    /// The call reverted with this data (possibly empty) and message.
+    Reverted {
+        /// ABI-encoded revert data.
+        data: Bytes,
+        /// The node's message.
+        message: String,
+    },
+}
+
+/// Whether a JSON-RPC error is an execution revert (code 3, or a message saying so).
+fn revert_of(code: i64, message: &str, data: Option<&serde_json::value::RawValue>) -> Option<CallAnswer> {
+    let message = message.to_owned();
+    if code != 3 && !message.to_ascii_lowercase().contains("revert") {
+        return None;
+    }
+    let data = data
+        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+        .and_then(|hex| hex.parse::<Bytes>().ok())
+        .unwrap_or_default();
+    Some(CallAnswer::Reverted { data, message })
+}
+
+impl EvmRpc {
+    /// `eth_call` of `input` on `to` at `block`; a revert comes back as [`CallAnswer::Reverted`].
+    pub async fn call(&self, request: TransactionRequest, block: BlockId) -> Result<CallAnswer> {
+        self.call_with_retries("eth_call", move |p| {
+            let request = request.clone();
+            async move {
+                match p.call(request).block(block).await {
+                    Ok(bytes) => Ok(CallAnswer::Returned(bytes)),
+                    Err(RpcError::ErrorResp(payload)) => match revert_of(
+                        payload.code,
+                        &payload.message,
+                        payload.data.as_deref(),
+                    ) {
+                        Some(answer) => Ok(answer),
+                        None => Err(RpcError::ErrorResp(payload)),
+                    },
+                    Err(err) => Err(err),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Calls `to` with `input` at `block`.
+    pub async fn call_contract(&self, to: Address, input: Bytes, block: BlockId) -> Result<CallAnswer> {
+        let request = TransactionRequest::default().to(to).input(input.into());
+        self.call(request, block).await
+    }
+
+    /// `eth_getTransactionReceipt`: `None` while the transaction is not mined.
+    pub async fn receipt(&self, hash: B256) -> Result<Option<TransactionReceipt>> {
+        self.call_with_retries("eth_getTransactionReceipt", move |p| async move {
+            p.get_transaction_receipt(hash).await
+        })
+        .await
+    }
+
+    /// `eth_getTransactionByHash`, as a request that can be replayed with `eth_call`.
+    pub async fn transaction_request(&self, hash: B256) -> Result<Option<TransactionRequest>> {
+        let tx = self
+            .call_with_retries("eth_getTransactionByHash", move |p| async move {
+                p.get_transaction_by_hash(hash).await
+            })
+            .await?;
+        Ok(tx.map(|tx| {
+            use alloy::consensus::Transaction as _;
+            let mut request = TransactionRequest::default()
+                .from(tx.inner.signer())
+                .input(tx.input().clone().into())
+                .value(tx.value())
+                .gas_limit(tx.gas_limit());
+            if let Some(to) = tx.to() {
+                request = request.to(to);
+            }
+            request
+        }))
+    }
+
+    /// `eth_getTransactionCount` of `address` at the latest block: the next nonce it will use.
+    pub async fn nonce(&self, address: Address) -> Result<u64> {
+        self.call_with_retries("eth_getTransactionCount", move |p| async move {
+            p.get_transaction_count(address).await
+        })
+        .await
+    }
+}
+
+/// RPC methods chainsync calls (metric series are created for each).
+pub const RPC_METHODS: &[&str] = &[
+    "eth_chainId",
+    "eth_getBlockByNumber",
+    "eth_getLogs",
+    "eth_call",
+    "eth_getTransactionReceipt",
+    "eth_getTransactionByHash",
+    "eth_getTransactionCount",
+];
 /// Outcome labels of `chainsync_rpc_requests_total`.
 pub const RPC_OUTCOMES: &[&str] = &[
     "ok",

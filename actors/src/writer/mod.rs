@@ -4,7 +4,10 @@
 //! Writing on the very connection that holds the lock means a writer that lost its lock (its
 //! connection died) cannot write anything: the next batch reconnects and must win the lock again.
 
+pub mod projections;
+pub mod reconcile;
 pub mod store;
+pub mod transfers;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -15,8 +18,10 @@ use sqlx::{Connection, PgConnection};
 
 use crate::chain::ChainEvent;
 use crate::error::{Error, Result};
-use crate::messages::{Checkpoint, WriteBatch};
+use crate::messages::{Checkpoint, WriteBatch, WriteWork};
 use crate::metrics::METRICS;
+use crate::reconciler::policy::ConfirmationRule;
+use reconcile::WriteOutcome;
 
 /// How often a standby instance asks whether the active one released the chain's lock.
 pub const STANDBY_POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -62,22 +67,75 @@ pub struct StoreWriter {
     database_url: String,
     conn: Option<PgConnection>,
     roles: HashMap<Address, String>,
+    rule: ConfirmationRule,
 }
 
 impl StoreWriter {
     /// A writer using `conn`, which must already hold the chain's advisory lock
-    /// (see [`connect_and_lock`]). `roles` names each configured contract's role for metrics.
+    /// (see [`connect_and_lock`]). `roles` names each configured contract's role for metrics;
+    /// `rule` says when a block is confirmed.
     pub fn new(
         chain: String,
         database_url: String,
         conn: PgConnection,
         roles: HashMap<Address, String>,
+        rule: ConfirmationRule,
     ) -> Self {
         Self {
             chain,
             database_url,
             conn: Some(conn),
             roles,
+            rule,
+        }
+    }
+
+    fn record_outcome(&mut self, work: &WriteWork, outcome: &WriteOutcome) {
+        if let WriteWork::Chain { event, .. } = work {
+            self.record_metrics(event, &outcome.events);
+        }
+        let chain = self.chain.as_str();
+        if let Some(confirmed) = outcome.confirmed {
+            METRICS
+                .confirmed_block
+                .with_label_values(&[chain])
+                .set(i64::try_from(confirmed).unwrap_or(i64::MAX));
+        }
+        for (kind, seconds) in &outcome.transfers.confirmation_seconds {
+            METRICS
+                .transfer_confirmation_seconds
+                .with_label_values(&[chain, kind])
+                .observe(*seconds);
+        }
+        if outcome.deep_reorg {
+            METRICS.deep_reorgs_total.with_label_values(&[chain]).inc();
+        }
+        if outcome.projection.orphan_updates > 0 {
+            METRICS
+                .projection_orphan_updates_total
+                .with_label_values(&[chain])
+                .inc_by(outcome.projection.orphan_updates);
+        }
+        if let Some(gauges) = &outcome.gauges {
+            // Series of every known (kind, status) exist from start-up; reset them to 0 first
+            // so a status that emptied reads 0 rather than its last count.
+            for kind in crate::metrics::EVM_TRANSFER_KINDS {
+                for status in crate::metrics::TRANSFER_STATUSES {
+                    METRICS.transfers.with_label_values(&[chain, kind, status]).set(0);
+                }
+                METRICS.stuck_transfers.with_label_values(&[chain, kind]).set(0);
+            }
+            let mut stuck: HashMap<&str, i64> = HashMap::new();
+            for (kind, status, count, stuck_count) in gauges {
+                METRICS
+                    .transfers
+                    .with_label_values(&[chain, kind, status])
+                    .set(*count);
+                *stuck.entry(kind.as_str()).or_default() += stuck_count;
+            }
+            for (kind, count) in stuck {
+                METRICS.stuck_transfers.with_label_values(&[chain, kind]).set(count);
+            }
         }
     }
 
@@ -136,18 +194,20 @@ impl Actor for StoreWriter {
 async fn write_in_transaction(
     conn: &mut PgConnection,
     chain: &str,
-    event: &ChainEvent,
-) -> Result<store::CommitSummary> {
-    let op = match event {
-        ChainEvent::Committed { .. } => "commit_batch",
-        ChainEvent::Reorged { .. } => "unwind_reorg",
+    rule: ConfirmationRule,
+    work: &WriteWork,
+) -> Result<WriteOutcome> {
+    let op = match work {
+        WriteWork::Chain { event: ChainEvent::Committed { .. }, .. } => "commit_batch",
+        WriteWork::Chain { event: ChainEvent::Reorged { .. }, .. } => "unwind_reorg",
+        WriteWork::Sweep(_) => "sweep",
     };
     let started = Instant::now();
     let result = async {
         let mut tx = conn.begin().await.map_err(Error::db(op))?;
-        let summary = store::apply_event(&mut tx, chain, event).await?;
+        let outcome = reconcile::write(&mut tx, chain, rule, work).await?;
         tx.commit().await.map_err(Error::db(op))?;
-        Ok(summary)
+        Ok(outcome)
     }
     .await;
     METRICS
@@ -171,27 +231,31 @@ impl Handler<WriteBatch> for StoreWriter {
         let conn = self.conn.take();
         let chain = self.chain.clone();
         let database_url = self.database_url.clone();
+        let rule = self.rule;
         let work = async move {
             let mut conn = match conn {
                 Some(conn) => conn,
                 None => match connect_and_lock(&database_url, &chain).await {
                     Ok(conn) => conn,
-                    Err(err) => return (None, Err(err), msg.event),
+                    Err(err) => return (None, Err(err), msg.work),
                 },
             };
-            let result = write_in_transaction(&mut conn, &chain, &msg.event).await;
+            let result = write_in_transaction(&mut conn, &chain, rule, &msg.work).await;
             // A failed transaction may have broken the connection (and with it the lock):
             // drop it and start from a fresh, locked connection next time.
             let conn = if result.is_ok() { Some(conn) } else { None };
-            (conn, result, msg.event)
+            (conn, result, msg.work)
         };
         AtomicResponse::new(Box::pin(work.into_actor(self).map(
-            |(conn, result, event), writer, _ctx| {
+            |(conn, result, work), writer, _ctx| {
                 writer.conn = conn;
-                let summary = result?;
-                writer.record_metrics(&event, &summary);
+                let outcome = result?;
+                writer.record_outcome(&work, &outcome);
                 Ok(Checkpoint {
-                    block: event.checkpoint(),
+                    block: match &work {
+                        WriteWork::Chain { event, .. } => event.checkpoint(),
+                        WriteWork::Sweep(_) => outcome.tip,
+                    },
                 })
             },
         )))
