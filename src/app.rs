@@ -11,8 +11,8 @@ use alloy::rpc::types::Filter;
 use anyhow::{bail, Context as _};
 use chainsync_actors::listener::evm::{EvmListener, EvmListenerSettings};
 use chainsync_actors::listener::rpc::{Endpoint, EvmRpc, LogsAnswer};
-use chainsync_actors::metrics::METRICS;
 use chainsync_actors::messages::Retention;
+use chainsync_actors::metrics::METRICS;
 use chainsync_actors::reconciler::policy::{ConfirmationRule, ReconcilePolicy};
 use chainsync_actors::reconciler::{Reconciler, ReconcilerSettings, SystemClock};
 use chainsync_actors::writer::{self, store, StoreWriter};
@@ -288,18 +288,28 @@ pub async fn watch(
     nonce: Option<u64>,
     label: Option<&str>,
 ) -> anyhow::Result<()> {
-    let hash: B256 = tx_hash
-        .parse()
-        .map_err(|_| anyhow::anyhow!("tx hash {tx_hash:?}: expected 0x followed by 64 hex digits"))?;
+    let hash: B256 = tx_hash.parse().map_err(|_| {
+        anyhow::anyhow!("tx hash {tx_hash:?}: expected 0x followed by 64 hex digits")
+    })?;
     let sender: Option<Address> = from
         .map(|text| {
-            text.parse()
-                .map_err(|_| anyhow::anyhow!("--from {text:?}: expected an address (0x followed by 40 hex digits)"))
+            text.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "--from {text:?}: expected an address (0x followed by 40 hex digits)"
+                )
+            })
         })
         .transpose()?;
     if !config.evm.iter().any(|c| c.name == chain) {
-        bail!("chain {chain:?} is not configured (configured EVM chains: {})",
-            config.evm.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "chain {chain:?} is not configured (configured EVM chains: {})",
+            config
+                .evm
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     let url = database_url(config);
     let pool = db::connect(&url, 2, config.database.statement_timeout, false).await?;

@@ -59,7 +59,17 @@ async fn execute(config_path: std::path::PathBuf, command: Command) -> anyhow::R
             from,
             nonce,
             label,
-        } => chainsync::app::watch(&config, &chain, &tx_hash, from.as_deref(), nonce, label.as_deref()).await?,
+        } => {
+            chainsync::app::watch(
+                &config,
+                &chain,
+                &tx_hash,
+                from.as_deref(),
+                nonce,
+                label.as_deref(),
+            )
+            .await?
+        }
         Command::CheckConfig { .. } | Command::Devnet(_) => {}
     }
     Ok(ExitCode::SUCCESS)

@@ -146,9 +146,21 @@ pub fn revert_reason(data: &[u8]) -> Option<String> {
         };
     }
     named!(
-        AlreadyRegistered, InsufficientUnlockedBalance, InvalidAmount, InvalidStreamParams,
-        InvalidToken, NotUsagePool, OnlyFactory, OnlyStreamOwner, StreamNotActive, StreamNotFound,
-        UnauthorizedCaller, UnauthorizedSettlement, UnknownCustomerPlan, UnknownPlan, UsageExceedsPool
+        AlreadyRegistered,
+        InsufficientUnlockedBalance,
+        InvalidAmount,
+        InvalidStreamParams,
+        InvalidToken,
+        NotUsagePool,
+        OnlyFactory,
+        OnlyStreamOwner,
+        StreamNotActive,
+        StreamNotFound,
+        UnauthorizedCaller,
+        UnauthorizedSettlement,
+        UnknownCustomerPlan,
+        UnknownPlan,
+        UsageExceedsPool
     );
     Some(format!("0x{}", hex::encode(selector)))
 }

@@ -24,7 +24,8 @@ const DB_BUCKETS: &[f64] = &[
 const REORG_DEPTH_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 64.0, 128.0];
 /// Buckets for time to confirmation: 100 ms (fast devnets) to 2 h.
 const CONFIRMATION_BUCKETS: &[f64] = &[
-    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
+    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+    7200.0,
 ];
 
 /// Transfer kinds tracked on EVM chains (the `kind` label), as in the `transfers` table.
@@ -319,7 +320,8 @@ impl Metrics {
         self.reorgs_total.with_label_values(&[chain]);
         self.reorg_depth_blocks.with_label_values(&[chain]);
         self.deep_reorgs_total.with_label_values(&[chain]);
-        self.projection_orphan_updates_total.with_label_values(&[chain]);
+        self.projection_orphan_updates_total
+            .with_label_values(&[chain]);
         for gauge in [
             &self.chain_stalled,
             &self.balance_drift_rows,

@@ -197,6 +197,11 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        // CHAINSYNC_KEEP_TEST_DB=1 keeps the database for a post-mortem.
+        if std::env::var_os("CHAINSYNC_KEEP_TEST_DB").is_some() {
+            eprintln!("kept test database {}", self.name);
+            return;
+        }
         let name = self.name.clone();
         let admin = format!("{}/postgres", admin_url());
         // Drop runs inside an async test: use a thread with its own runtime.
@@ -262,7 +267,9 @@ pub fn write_config(
     let overridden: toml::Table = extra.parse().expect("extra is TOML key = value lines");
     let mut chain_keys = String::new();
     for (key, value) in TEST_CHAIN_DEFAULTS {
-        if !overridden.contains_key(*key) {
+        // `finality` replaces `confirmations` (the two are exclusive).
+        let replaced = *key == "confirmations" && overridden.contains_key("finality");
+        if !overridden.contains_key(*key) && !replaced {
             chain_keys.push_str(&format!("{key} = {value}\n"));
         }
     }

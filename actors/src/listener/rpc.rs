@@ -398,7 +398,11 @@ pub enum CallAnswer {
 }
 
 /// Whether a JSON-RPC error is an execution revert (code 3, or a message saying so).
-fn revert_of(code: i64, message: &str, data: Option<&serde_json::value::RawValue>) -> Option<CallAnswer> {
+fn revert_of(
+    code: i64,
+    message: &str,
+    data: Option<&serde_json::value::RawValue>,
+) -> Option<CallAnswer> {
     let message = message.to_owned();
     if code != 3 && !message.to_ascii_lowercase().contains("revert") {
         return None;
@@ -418,14 +422,12 @@ impl EvmRpc {
             async move {
                 match p.call(request).block(block).await {
                     Ok(bytes) => Ok(CallAnswer::Returned(bytes)),
-                    Err(RpcError::ErrorResp(payload)) => match revert_of(
-                        payload.code,
-                        &payload.message,
-                        payload.data.as_deref(),
-                    ) {
-                        Some(answer) => Ok(answer),
-                        None => Err(RpcError::ErrorResp(payload)),
-                    },
+                    Err(RpcError::ErrorResp(payload)) => {
+                        match revert_of(payload.code, &payload.message, payload.data.as_deref()) {
+                            Some(answer) => Ok(answer),
+                            None => Err(RpcError::ErrorResp(payload)),
+                        }
+                    }
                     Err(err) => Err(err),
                 }
             }
@@ -434,7 +436,12 @@ impl EvmRpc {
     }
 
     /// Calls `to` with `input` at `block`.
-    pub async fn call_contract(&self, to: Address, input: Bytes, block: BlockId) -> Result<CallAnswer> {
+    pub async fn call_contract(
+        &self,
+        to: Address,
+        input: Bytes,
+        block: BlockId,
+    ) -> Result<CallAnswer> {
         let request = TransactionRequest::default().to(to).input(input.into());
         self.call(request, block).await
     }

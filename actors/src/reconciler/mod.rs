@@ -28,10 +28,14 @@ use crate::chain::ChainEvent;
 use crate::contracts::{self, getBalanceSummaryCall, getTokenLockCall, DecodeOutcome};
 use crate::error::{Error, Result};
 use crate::listener::rpc::{CallAnswer, EvmRpc};
-use crate::messages::{ApplyChainEvent, BatchReads, Checkpoint, Retention, SweepWork, WriteBatch, WriteWork};
+use crate::messages::{
+    ApplyChainEvent, BatchReads, Checkpoint, Retention, SweepWork, WriteBatch, WriteWork,
+};
 use crate::metrics::METRICS;
 use crate::writer::transfers::TransferStep;
-use policy::{ChainView, ConfirmationRule, Observation, ReconcilePolicy, TransferState, TransferStatus};
+use policy::{
+    ChainView, ConfirmationRule, Observation, ReconcilePolicy, TransferState, TransferStatus,
+};
 
 /// How long the reconciler waits for the writer to commit one batch.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -162,7 +166,12 @@ impl Reconciler {
             return;
         }
         self.checking_drift = true;
-        let check = drift_check(self.settings.chain.clone(), self.rpc.clone(), self.pool.clone(), self.clock.now());
+        let check = drift_check(
+            self.settings.chain.clone(),
+            self.rpc.clone(),
+            self.pool.clone(),
+            self.clock.now(),
+        );
         ctx.spawn(check.into_actor(self).map(|result, actor, _| {
             actor.checking_drift = false;
             if let Err(err) = result {
@@ -177,7 +186,9 @@ impl Actor for Reconciler {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.settings.sweep_interval, |actor, ctx| actor.sweep(ctx));
-        ctx.run_interval(self.settings.drift_check_interval, |actor, ctx| actor.check_drift(ctx));
+        ctx.run_interval(self.settings.drift_check_interval, |actor, ctx| {
+            actor.check_drift(ctx)
+        });
     }
 }
 
@@ -204,7 +215,9 @@ async fn read_locks(rpc: &EvmRpc, event: &ChainEvent) -> Result<HashMap<(B256, u
             let value = match answer {
                 CallAnswer::Returned(bytes) => match getTokenLockCall::abi_decode_returns(&bytes) {
                     Ok(record) => contracts::token_lock_json(&record),
-                    Err(err) => json!({"readError": format!("undecodable getTokenLock answer: {err}")}),
+                    Err(err) => {
+                        json!({"readError": format!("undecodable getTokenLock answer: {err}")})
+                    }
                 },
                 CallAnswer::Reverted { data, message } => {
                     json!({"readError": contracts::revert_reason(&data).unwrap_or(message)})
@@ -252,7 +265,14 @@ impl Handler<ApplyChainEvent> for Reconciler {
                 finalized,
                 now: clock.now(),
             };
-            send_to_writer(&writer, WriteWork::Chain { event: msg.0, reads }).await
+            send_to_writer(
+                &writer,
+                WriteWork::Chain {
+                    event: msg.0,
+                    reads,
+                },
+            )
+            .await
         })
     }
 }
@@ -315,7 +335,9 @@ async fn revert_reason_of(rpc: &EvmRpc, hash: B256, block: u64) -> Option<String
     let request = rpc.transaction_request(hash).await.ok()??;
     let at = BlockId::number(block.saturating_sub(1));
     match rpc.call(request, at).await.ok()? {
-        CallAnswer::Reverted { data, message } => Some(contracts::revert_reason(&data).unwrap_or(message)),
+        CallAnswer::Reverted { data, message } => {
+            Some(contracts::revert_reason(&data).unwrap_or(message))
+        }
         CallAnswer::Returned(_) => None,
     }
 }
@@ -332,11 +354,12 @@ async fn sweep_pass(
 ) -> Result<()> {
     let chain = settings.chain.as_str();
     let rule = settings.policy.rule;
-    let tip: Option<i64> = sqlx::query_scalar("SELECT max(indexed_to) FROM contract_cursors WHERE chain = $1")
-        .bind(chain)
-        .fetch_one(&pool)
-        .await
-        .map_err(db("sweep_load"))?;
+    let tip: Option<i64> =
+        sqlx::query_scalar("SELECT max(indexed_to) FROM contract_cursors WHERE chain = $1")
+            .bind(chain)
+            .fetch_one(&pool)
+            .await
+            .map_err(db("sweep_load"))?;
     let tip = tip.map_or(0, |t| u64::try_from(t).unwrap_or(0));
     let finalized = finalized_block(&rpc, rule).await?;
     let rows = sqlx::query(
@@ -359,7 +382,11 @@ async fn sweep_pass(
         stalled,
     };
     let to_u64 = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
-    let states: Vec<(i64, TransferState, Option<(B256, Option<Address>, Option<u64>)>)> = rows
+    let states: Vec<(
+        i64,
+        TransferState,
+        Option<(B256, Option<Address>, Option<u64>)>,
+    )> = rows
         .into_iter()
         .filter_map(|row| {
             let status = TransferStatus::parse(&row.get::<String, _>("status"))?;
@@ -369,7 +396,9 @@ async fn sweep_pass(
                 let sender: Option<Vec<u8>> = row.get("sender");
                 (
                     B256::from_slice(&hash.unwrap_or_else(|| vec![0; 32])),
-                    sender.filter(|s| s.len() == 20).map(|s| Address::from_slice(&s)),
+                    sender
+                        .filter(|s| s.len() == 20)
+                        .map(|s| Address::from_slice(&s)),
                     to_u64(row.get("nonce")),
                 )
             });
@@ -392,8 +421,10 @@ async fn sweep_pass(
         .map(|(id, mut state, watched)| {
             let rpc = rpc.clone();
             async move {
-                if let (Some((hash, sender, nonce)), TransferStatus::Pending | TransferStatus::Reorged) =
-                    (watched, state.status)
+                if let (
+                    Some((hash, sender, nonce)),
+                    TransferStatus::Pending | TransferStatus::Reorged,
+                ) = (watched, state.status)
                 {
                     state.observation = observe(&rpc, hash, sender, nonce).await?;
                 }
@@ -431,19 +462,25 @@ async fn sweep_pass(
 
 /// Compares every virtual-balance row with `getBalanceSummary` at the confirmed block the
 /// projection stands at, and stores the on-chain values and the drift.
-async fn drift_check(chain: String, rpc: Arc<EvmRpc>, pool: PgPool, now: DateTime<Utc>) -> Result<()> {
+async fn drift_check(
+    chain: String,
+    rpc: Arc<EvmRpc>,
+    pool: PgPool,
+    now: DateTime<Utc>,
+) -> Result<()> {
     // One snapshot: the confirmed height and the rows as of that height.
     let mut tx = pool.begin().await.map_err(db("drift_check"))?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut *tx)
         .await
         .map_err(db("drift_check"))?;
-    let confirmed: Option<i64> = sqlx::query_scalar("SELECT confirmed_block FROM chain_status WHERE chain = $1")
-        .bind(&chain)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db("drift_check"))?
-        .flatten();
+    let confirmed: Option<i64> =
+        sqlx::query_scalar("SELECT confirmed_block FROM chain_status WHERE chain = $1")
+            .bind(&chain)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("drift_check"))?
+            .flatten();
     let Some(confirmed) = confirmed else {
         return Ok(());
     };
@@ -471,9 +508,13 @@ async fn drift_check(chain: String, rpc: Arc<EvmRpc>, pool: PgPool, now: DateTim
                     }
                     .abi_encode(),
                 );
-                let answer = rpc.call_contract(Address::from_slice(&manager), input, at).await?;
+                let answer = rpc
+                    .call_contract(Address::from_slice(&manager), input, at)
+                    .await?;
                 let summary = match answer {
-                    CallAnswer::Returned(bytes) => getBalanceSummaryCall::abi_decode_returns(&bytes).ok(),
+                    CallAnswer::Returned(bytes) => {
+                        getBalanceSummaryCall::abi_decode_returns(&bytes).ok()
+                    }
                     CallAnswer::Reverted { .. } => None,
                 };
                 Ok::<_, Error>((row, summary))
@@ -487,8 +528,13 @@ async fn drift_check(chain: String, rpc: Arc<EvmRpc>, pool: PgPool, now: DateTim
     let mut pool_drift = 0;
     for (row, summary) in checked {
         let Some(summary) = summary else { continue };
-        let parse = |v: alloy::primitives::U256| v.to_string().parse::<BigDecimal>().unwrap_or_default();
-        let (total, locked, unlocked) = (parse(summary.total), parse(summary.locked), parse(summary.unlocked));
+        let parse =
+            |v: alloy::primitives::U256| v.to_string().parse::<BigDecimal>().unwrap_or_default();
+        let (total, locked, unlocked) = (
+            parse(summary.total),
+            parse(summary.locked),
+            parse(summary.unlocked),
+        );
         let projected_total: BigDecimal = row.get("total");
         let projected_locked: BigDecimal = row.get("locked");
         let usage_paid: BigDecimal = row.get("usage_paid");
@@ -520,13 +566,21 @@ async fn drift_check(chain: String, rpc: Arc<EvmRpc>, pool: PgPool, now: DateTim
         .await
         .map_err(db("drift_check"))?;
     }
-    METRICS.balance_drift_rows.with_label_values(&[&chain]).set(drifted);
+    METRICS
+        .balance_drift_rows
+        .with_label_values(&[&chain])
+        .set(drifted);
     METRICS
         .balance_usage_pool_drift_rows
         .with_label_values(&[&chain])
         .set(pool_drift);
     if drifted > 0 {
-        tracing::warn!(chain, rows = drifted, block = confirmed, "virtual balances differ from getBalanceSummary");
+        tracing::warn!(
+            chain,
+            rows = drifted,
+            block = confirmed,
+            "virtual balances differ from getBalanceSummary"
+        );
     }
     Ok(())
 }

@@ -146,7 +146,11 @@ pub struct ChainView {
 
 impl ChainView {
     /// Whether the head is stalled, given when it last moved.
-    pub fn is_stalled(last_head_change: DateTime<Utc>, now: DateTime<Utc>, policy: &ReconcilePolicy) -> bool {
+    pub fn is_stalled(
+        last_head_change: DateTime<Utc>,
+        now: DateTime<Utc>,
+        policy: &ReconcilePolicy,
+    ) -> bool {
         elapsed(last_head_change, now) >= policy.head_stall_after
     }
 }
@@ -270,8 +274,18 @@ pub fn decide(
             },
             Pending | Reorged,
         ) => {
-            let reason = if status == Pending { "included" } else { "reincluded" };
-            steps.push(transition(status, Confirming, reason, Some(*mined), Some(*block_hash)));
+            let reason = if status == Pending {
+                "included"
+            } else {
+                "reincluded"
+            };
+            steps.push(transition(
+                status,
+                Confirming,
+                reason,
+                Some(*mined),
+                Some(*block_hash),
+            ));
             status = Confirming;
             block = Some(*mined);
             if !success {
@@ -283,7 +297,15 @@ pub fn decide(
                 status = Failed;
             }
         }
-        (Observation::Mined { success: false, revert_reason, block: mined, .. }, Confirming) => {
+        (
+            Observation::Mined {
+                success: false,
+                revert_reason,
+                block: mined,
+                ..
+            },
+            Confirming,
+        ) => {
             let reason = match revert_reason {
                 Some(text) => format!("reverted: {text}"),
                 None => "reverted".to_owned(),
@@ -292,7 +314,13 @@ pub fn decide(
             status = Failed;
         }
         (Observation::NotMined { nonce_taken: true }, Pending | Reorged) => {
-            steps.push(transition(status, Failed, "replaced", Some(chain.tip), None));
+            steps.push(transition(
+                status,
+                Failed,
+                "replaced",
+                Some(chain.tip),
+                None,
+            ));
             status = Failed;
         }
         _ => {}
@@ -305,7 +333,13 @@ pub fn decide(
                     Some(threshold) => threshold.min(chain.tip),
                     None => confirmed,
                 };
-                steps.push(transition(Confirming, Confirmed, "depth reached", Some(at), None));
+                steps.push(transition(
+                    Confirming,
+                    Confirmed,
+                    "depth reached",
+                    Some(at),
+                    None,
+                ));
                 status = Confirmed;
             }
         }
@@ -314,7 +348,13 @@ pub fn decide(
     if status == Reorged {
         let since = transfer.reorged_at.unwrap_or(transfer.first_seen_at);
         if elapsed(since, now) >= policy.dropped_after {
-            steps.push(transition(Reorged, Failed, "dropped", Some(chain.tip), None));
+            steps.push(transition(
+                Reorged,
+                Failed,
+                "dropped",
+                Some(chain.tip),
+                None,
+            ));
             status = Failed;
         }
     }
@@ -335,7 +375,11 @@ pub fn decide(
             });
         } else if blocks_behind.is_some_and(|behind| behind >= policy.stuck_after_blocks) {
             steps.push(Step::MarkStuck {
-                reason: format!("{} for {} blocks", status, blocks_behind.unwrap_or_default()),
+                reason: format!(
+                    "{} for {} blocks",
+                    status,
+                    blocks_behind.unwrap_or_default()
+                ),
             });
         }
     }
@@ -358,7 +402,9 @@ mod tests {
     }
 
     fn t0() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_default()
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .unwrap_or_default()
     }
 
     fn at(seconds: i64) -> DateTime<Utc> {
@@ -411,7 +457,11 @@ mod tests {
         ];
         for from in TransferStatus::ALL {
             for to in TransferStatus::ALL {
-                assert_eq!(from.can_become(to), valid.contains(&(from, to)), "{from} -> {to}");
+                assert_eq!(
+                    from.can_become(to),
+                    valid.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
             }
         }
         for status in TransferStatus::ALL {
@@ -440,7 +490,13 @@ mod tests {
         );
         // A catch-up that jumps far past records the threshold block, not the tip.
         let steps = decide(&t, &chain(500, rule, None), &p, at(1));
-        assert!(matches!(steps[0], Step::Transition { block: Some(102), .. }));
+        assert!(matches!(
+            steps[0],
+            Step::Transition {
+                block: Some(102),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -497,7 +553,9 @@ mod tests {
             statuses(&steps),
             vec![TransferStatus::Confirming, TransferStatus::Failed]
         );
-        assert!(matches!(&steps[1], Step::Transition { reason, .. } if reason == "reverted: InsufficientUnlockedBalance()"));
+        assert!(
+            matches!(&steps[1], Step::Transition { reason, .. } if reason == "reverted: InsufficientUnlockedBalance()")
+        );
     }
 
     #[test]
@@ -506,7 +564,9 @@ mod tests {
         let mut t = transfer(TransferStatus::Pending, None);
         t.observation = Observation::NotMined { nonce_taken: true };
         let steps = decide(&t, &chain(30, rule, None), &policy(rule), at(1));
-        assert!(matches!(&steps[0], Step::Transition { to: TransferStatus::Failed, reason, .. } if reason == "replaced"));
+        assert!(
+            matches!(&steps[0], Step::Transition { to: TransferStatus::Failed, reason, .. } if reason == "replaced")
+        );
         // Without a taken nonce nothing happens before stuck_after.
         t.observation = Observation::NotMined { nonce_taken: false };
         assert!(decide(&t, &chain(30, rule, None), &policy(rule), at(1)).is_empty());
@@ -564,7 +624,9 @@ mod tests {
         t.stuck = true;
         assert!(decide(&t, &chain(20, rule, None), &p, at(399)).is_empty());
         let steps = decide(&t, &chain(20, rule, None), &p, at(400));
-        assert!(matches!(&steps[0], Step::Transition { to: TransferStatus::Failed, reason, .. } if reason == "dropped"));
+        assert!(
+            matches!(&steps[0], Step::Transition { to: TransferStatus::Failed, reason, .. } if reason == "dropped")
+        );
         // Re-included in time instead: back to confirming.
         t.observation = Observation::Mined {
             block: 19,

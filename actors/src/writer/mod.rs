@@ -121,9 +121,15 @@ impl StoreWriter {
             // so a status that emptied reads 0 rather than its last count.
             for kind in crate::metrics::EVM_TRANSFER_KINDS {
                 for status in crate::metrics::TRANSFER_STATUSES {
-                    METRICS.transfers.with_label_values(&[chain, kind, status]).set(0);
+                    METRICS
+                        .transfers
+                        .with_label_values(&[chain, kind, status])
+                        .set(0);
                 }
-                METRICS.stuck_transfers.with_label_values(&[chain, kind]).set(0);
+                METRICS
+                    .stuck_transfers
+                    .with_label_values(&[chain, kind])
+                    .set(0);
             }
             let mut stuck: HashMap<&str, i64> = HashMap::new();
             for (kind, status, count, stuck_count) in gauges {
@@ -134,7 +140,10 @@ impl StoreWriter {
                 *stuck.entry(kind.as_str()).or_default() += stuck_count;
             }
             for (kind, count) in stuck {
-                METRICS.stuck_transfers.with_label_values(&[chain, kind]).set(count);
+                METRICS
+                    .stuck_transfers
+                    .with_label_values(&[chain, kind])
+                    .set(count);
             }
         }
     }
@@ -198,8 +207,14 @@ async fn write_in_transaction(
     work: &WriteWork,
 ) -> Result<WriteOutcome> {
     let op = match work {
-        WriteWork::Chain { event: ChainEvent::Committed { .. }, .. } => "commit_batch",
-        WriteWork::Chain { event: ChainEvent::Reorged { .. }, .. } => "unwind_reorg",
+        WriteWork::Chain {
+            event: ChainEvent::Committed { .. },
+            ..
+        } => "commit_batch",
+        WriteWork::Chain {
+            event: ChainEvent::Reorged { .. },
+            ..
+        } => "unwind_reorg",
         WriteWork::Sweep(_) => "sweep",
     };
     let started = Instant::now();

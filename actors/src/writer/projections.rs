@@ -91,7 +91,15 @@ struct Pass {
     // Usage-pool claims, summed per (manager, lock).
     claims: BTreeMap<(Vec<u8>, Vec<u8>), (BigDecimal, i64)>,
     // Closing events: (manager, lock, status, amount, returned, trigger, block).
-    closes: Vec<(Vec<u8>, Vec<u8>, &'static str, BigDecimal, Option<BigDecimal>, Option<&'static str>, i64)>,
+    closes: Vec<(
+        Vec<u8>,
+        Vec<u8>,
+        &'static str,
+        BigDecimal,
+        Option<BigDecimal>,
+        Option<&'static str>,
+        i64,
+    )>,
     // Customer plans: (producer, plan id, customer, lock, block, tx).
     plans: Vec<(Vec<u8>, BigDecimal, Vec<u8>, Vec<u8>, i64, Vec<u8>)>,
     // Producers: (clone, producer, id, name, registry, block, tx).
@@ -100,7 +108,13 @@ struct Pass {
 }
 
 impl Pass {
-    fn balance(&mut self, manager: &[u8], user: Vec<u8>, token: Vec<u8>, block: i64) -> &mut BalanceDelta {
+    fn balance(
+        &mut self,
+        manager: &[u8],
+        user: Vec<u8>,
+        token: Vec<u8>,
+        block: i64,
+    ) -> &mut BalanceDelta {
         let delta = self
             .balances
             .entry((manager.to_vec(), user, token))
@@ -112,7 +126,9 @@ impl Pass {
     /// Folds one decoded log into the pass. Returns false when the log is malformed for its event.
     fn add(&mut self, row: &sqlx::postgres::PgRow) -> bool {
         let event: String = row.get("event");
-        let f: Value = row.get::<Option<Value>, _>("decoded").unwrap_or(Value::Null);
+        let f: Value = row
+            .get::<Option<Value>, _>("decoded")
+            .unwrap_or(Value::Null);
         let contract: Vec<u8> = row.get("address");
         let tx: Vec<u8> = row.get("tx_hash");
         let block: i64 = row.get("block_number");
@@ -120,14 +136,22 @@ impl Pass {
         let time: Option<DateTime<Utc>> = row.get("block_timestamp");
         match event.as_str() {
             "StreamLockCreated" => {
-                let (Some(lock), Some(user), Some(recipient), Some(token), Some(total), Some(duration)) = (
+                let (
+                    Some(lock),
+                    Some(user),
+                    Some(recipient),
+                    Some(token),
+                    Some(total),
+                    Some(duration),
+                ) = (
                     bytes32(&f, "lockId"),
                     address(&f, "user"),
                     address(&f, "recipient"),
                     address(&f, "token"),
                     amount(&f, "totalAmount"),
                     amount(&f, "duration"),
-                ) else {
+                )
+                else {
                     return false;
                 };
                 self.s_tx.push(tx);
@@ -150,16 +174,34 @@ impl Pass {
                 ) else {
                     return false;
                 };
-                let trigger = f.get("trigger").and_then(Value::as_u64).and_then(trigger_name);
-                self.closes
-                    .push((contract, lock, "settled", settled, Some(returned), trigger, block));
+                let trigger = f
+                    .get("trigger")
+                    .and_then(Value::as_u64)
+                    .and_then(trigger_name);
+                self.closes.push((
+                    contract,
+                    lock,
+                    "settled",
+                    settled,
+                    Some(returned),
+                    trigger,
+                    block,
+                ));
             }
             "EmergencyWithdraw" => {
-                let (Some(lock), Some(withdrawn)) = (bytes32(&f, "lockId"), amount(&f, "amount")) else {
+                let (Some(lock), Some(withdrawn)) = (bytes32(&f, "lockId"), amount(&f, "amount"))
+                else {
                     return false;
                 };
-                self.closes
-                    .push((contract, lock, "emergency_withdrawn", withdrawn, None, None, block));
+                self.closes.push((
+                    contract,
+                    lock,
+                    "emergency_withdrawn",
+                    withdrawn,
+                    None,
+                    None,
+                    block,
+                ));
             }
             "PartialClaim" => {
                 let (Some(lock), Some(paid)) = (bytes32(&f, "lockId"), amount(&f, "amount")) else {
@@ -173,9 +215,11 @@ impl Pass {
                 entry.1 = entry.1.max(block);
             }
             "BalanceDeposited" | "BalanceLocked" | "BalanceUnlocked" | "BalanceWithdrawn" => {
-                let (Some(user), Some(token), Some(value)) =
-                    (address(&f, "user"), address(&f, "token"), amount(&f, "amount"))
-                else {
+                let (Some(user), Some(token), Some(value)) = (
+                    address(&f, "user"),
+                    address(&f, "token"),
+                    amount(&f, "amount"),
+                ) else {
                     return false;
                 };
                 let delta = self.balance(&contract, user, token, block);
@@ -193,9 +237,12 @@ impl Pass {
                 } else {
                     Some(contract)
                 };
-                let (Some(producer), Some(plan), Some(customer), Some(lock)) =
-                    (producer, amount(&f, "customerPlanId"), address(&f, "customer"), lock)
-                else {
+                let (Some(producer), Some(plan), Some(customer), Some(lock)) = (
+                    producer,
+                    amount(&f, "customerPlanId"),
+                    address(&f, "customer"),
+                    lock,
+                ) else {
                     return false;
                 };
                 self.plans.push((producer, plan, customer, lock, block, tx));
@@ -208,8 +255,13 @@ impl Pass {
                 ) else {
                     return false;
                 };
-                let name = f.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
-                self.producers.push((clone, producer, id, name, contract, block, tx));
+                let name = f
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                self.producers
+                    .push((clone, producer, id, name, contract, block, tx));
             }
             _ => {}
         }
@@ -219,7 +271,11 @@ impl Pass {
 
 /// Folds every confirmed (at or below `confirmed`), not yet projected, canonical log of the chain
 /// into the projections, in chain order.
-pub async fn project_confirmed(conn: &mut PgConnection, chain: &str, confirmed: u64) -> Result<ProjectionSummary> {
+pub async fn project_confirmed(
+    conn: &mut PgConnection,
+    chain: &str,
+    confirmed: u64,
+) -> Result<ProjectionSummary> {
     let rows = sqlx::query(
         "UPDATE evm_logs SET projected = true
          WHERE chain = $1 AND NOT projected AND NOT removed AND block_number <= $2
@@ -234,7 +290,12 @@ pub async fn project_confirmed(conn: &mut PgConnection, chain: &str, confirmed: 
         .into_iter()
         .filter(|r| r.get::<String, _>("decode_status") == "decoded")
         .collect();
-    rows.sort_by_key(|r| (r.get::<i64, _>("block_number"), r.get::<i32, _>("log_index")));
+    rows.sort_by_key(|r| {
+        (
+            r.get::<i64, _>("block_number"),
+            r.get::<i32, _>("log_index"),
+        )
+    });
     let mut summary = ProjectionSummary {
         logs: rows.len() as u64,
         ..ProjectionSummary::default()
@@ -242,14 +303,22 @@ pub async fn project_confirmed(conn: &mut PgConnection, chain: &str, confirmed: 
     let mut pass = Pass::default();
     for row in &rows {
         if !pass.add(row) {
-            tracing::warn!(chain, "a confirmed log lacks the fields of its event; left out of the projections");
+            tracing::warn!(
+                chain,
+                "a confirmed log lacks the fields of its event; left out of the projections"
+            );
         }
     }
     apply(conn, chain, pass, &mut summary).await?;
     Ok(summary)
 }
 
-async fn apply(conn: &mut PgConnection, chain: &str, mut pass: Pass, summary: &mut ProjectionSummary) -> Result<()> {
+async fn apply(
+    conn: &mut PgConnection,
+    chain: &str,
+    mut pass: Pass,
+    summary: &mut ProjectionSummary,
+) -> Result<()> {
     if !pass.s_tx.is_empty() {
         // Fields the event does not carry come from getTokenLock, read when the creating log was
         // first seen and kept in its transfer's details.
@@ -259,7 +328,7 @@ async fn apply(conn: &mut PgConnection, chain: &str, mut pass: Pass, summary: &m
                                   usage_count, start_time, end_time, status)
              SELECT $1, x.tx_hash, x.log_index, x.block_number, x.manager, x.lock_id, x.user_address,
                     x.recipient, x.token, x.total_amount, x.duration,
-                    COALESCE((t.details->'lock'->>'streamRate')::numeric, trunc(x.total_amount / x.duration)),
+                    COALESCE((t.details->'lock'->>'streamRate')::numeric, div(x.total_amount, x.duration)),
                     (t.details->'lock'->>'streamType')::smallint,
                     (t.details->'lock'->>'usageCount')::numeric,
                     COALESCE(to_timestamp((t.details->'lock'->>'startTime')::double precision), x.block_time),
@@ -364,7 +433,8 @@ async fn apply(conn: &mut PgConnection, chain: &str, mut pass: Pass, summary: &m
     // Usage-pool claims (quirk 4): the recipient is paid and the amount unlocked, but the user's
     // total is not lowered; the paid part is tracked as usage_paid (the usage-pool drift).
     if !pass.claims.is_empty() {
-        let (mut managers, mut locks, mut paid, mut blocks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut managers, mut locks, mut paid, mut blocks) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for ((manager, lock), (sum, block)) in &pass.claims {
             managers.push(manager.clone());
             locks.push(lock.clone());
@@ -373,14 +443,15 @@ async fn apply(conn: &mut PgConnection, chain: &str, mut pass: Pass, summary: &m
         }
         let rows = sqlx::query(
             "UPDATE streams s SET claimed_amount = s.claimed_amount + x.paid,
-                    used_count = CASE WHEN s.usage_count > 0 AND trunc(s.total_amount / s.usage_count) > 0
-                                      THEN s.used_count + trunc(x.paid / trunc(s.total_amount / s.usage_count))
+                    -- div(): exact integer division (`/` on NUMERIC rounds to its display scale).
+                    used_count = CASE WHEN s.usage_count > 0 AND div(s.total_amount, s.usage_count) > 0
+                                      THEN s.used_count + div(x.paid, div(s.total_amount, s.usage_count))
                                       ELSE s.used_count END,
-                    status = CASE WHEN s.usage_count > 0 AND trunc(s.total_amount / s.usage_count) > 0
-                                   AND s.used_count + trunc(x.paid / trunc(s.total_amount / s.usage_count)) >= s.usage_count
+                    status = CASE WHEN s.usage_count > 0 AND div(s.total_amount, s.usage_count) > 0
+                                   AND s.used_count + div(x.paid, div(s.total_amount, s.usage_count)) >= s.usage_count
                                   THEN 'depleted' ELSE s.status END,
-                    closed_block = CASE WHEN s.usage_count > 0 AND trunc(s.total_amount / s.usage_count) > 0
-                                   AND s.used_count + trunc(x.paid / trunc(s.total_amount / s.usage_count)) >= s.usage_count
+                    closed_block = CASE WHEN s.usage_count > 0 AND div(s.total_amount, s.usage_count) > 0
+                                   AND s.used_count + div(x.paid, div(s.total_amount, s.usage_count)) >= s.usage_count
                                   THEN x.block ELSE s.closed_block END
              FROM UNNEST($2::bytea[], $3::bytea[], $4::numeric[], $5::bigint[]) AS x (manager, lock_id, paid, block)
              WHERE s.chain = $1 AND s.manager = x.manager AND s.lock_id = x.lock_id AND s.status = 'active'
@@ -398,8 +469,13 @@ async fn apply(conn: &mut PgConnection, chain: &str, mut pass: Pass, summary: &m
         for row in rows {
             let manager: Vec<u8> = row.get("manager");
             let paid: BigDecimal = row.get("paid");
-            pass.balance(&manager, row.get("user_address"), row.get("token"), row.get("block"))
-                .usage_paid += paid;
+            pass.balance(
+                &manager,
+                row.get("user_address"),
+                row.get("token"),
+                row.get("block"),
+            )
+            .usage_paid += paid;
         }
     }
 
@@ -450,17 +526,30 @@ async fn apply(conn: &mut PgConnection, chain: &str, mut pass: Pass, summary: &m
             if row.get::<String, _>("status") == "settled" {
                 let manager: Vec<u8> = row.get("manager");
                 let settled: BigDecimal = row.get("amount");
-                pass.balance(&manager, row.get("user_address"), row.get("token"), row.get("block"))
-                    .total -= settled;
+                pass.balance(
+                    &manager,
+                    row.get("user_address"),
+                    row.get("token"),
+                    row.get("block"),
+                )
+                .total -= settled;
             }
         }
     }
 
     if !pass.balances.is_empty() {
         let count = pass.balances.len();
-        let (mut managers, mut users, mut tokens) = (Vec::with_capacity(count), Vec::with_capacity(count), Vec::with_capacity(count));
-        let (mut totals, mut locked, mut usage, mut blocks) =
-            (Vec::with_capacity(count), Vec::with_capacity(count), Vec::with_capacity(count), Vec::with_capacity(count));
+        let (mut managers, mut users, mut tokens) = (
+            Vec::with_capacity(count),
+            Vec::with_capacity(count),
+            Vec::with_capacity(count),
+        );
+        let (mut totals, mut locked, mut usage, mut blocks) = (
+            Vec::with_capacity(count),
+            Vec::with_capacity(count),
+            Vec::with_capacity(count),
+            Vec::with_capacity(count),
+        );
         for ((manager, user, token), delta) in pass.balances {
             managers.push(manager);
             users.push(user);
@@ -496,7 +585,11 @@ async fn apply(conn: &mut PgConnection, chain: &str, mut pass: Pass, summary: &m
 
 /// The unwind of [`project_confirmed`] for a reorg deeper than the confirmation threshold:
 /// clears the chain's projection rows and folds the canonical confirmed logs again.
-pub async fn rebuild(conn: &mut PgConnection, chain: &str, confirmed: u64) -> Result<ProjectionSummary> {
+pub async fn rebuild(
+    conn: &mut PgConnection,
+    chain: &str,
+    confirmed: u64,
+) -> Result<ProjectionSummary> {
     for table in ["streams", "virtual_balances", "producers", "customer_plans"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE chain = $1"))
             .bind(chain)

@@ -67,8 +67,17 @@ async fn confirm(
     let Some(confirmed) = rule.confirmed_height(tip, finalized) else {
         return Ok(());
     };
-    transfers::promote_confirmed(conn, chain, rule, confirmed, tip, now, history, &mut outcome.transfers)
-        .await?;
+    transfers::promote_confirmed(
+        conn,
+        chain,
+        rule,
+        confirmed,
+        tip,
+        now,
+        history,
+        &mut outcome.transfers,
+    )
+    .await?;
     let projected = projections::project_confirmed(conn, chain, confirmed).await?;
     outcome.projection.logs += projected.logs;
     outcome.projection.orphan_updates += projected.orphan_updates;
@@ -106,11 +115,20 @@ pub async fn write(
             outcome.tip = indexed_tip(conn, chain).await?;
             match event {
                 ChainEvent::Committed { logs, .. } => {
-                    transfers::include_logs(conn, chain, logs, &reads.lock_reads, outcome.tip, now, &mut history)
-                        .await?;
+                    transfers::include_logs(
+                        conn,
+                        chain,
+                        logs,
+                        &reads.lock_reads,
+                        outcome.tip,
+                        now,
+                        &mut history,
+                    )
+                    .await?;
                 }
                 ChainEvent::Reorged { fork_point, .. } => {
-                    transfers::orphan_transfers(conn, chain, *fork_point, now, &mut history).await?;
+                    transfers::orphan_transfers(conn, chain, *fork_point, now, &mut history)
+                        .await?;
                     if previously_confirmed.is_some_and(|confirmed| confirmed > *fork_point) {
                         // The reorg replaced confirmed blocks: projections built from them are
                         // rebuilt from the canonical logs up to the fork point.
@@ -129,13 +147,41 @@ pub async fn write(
                     }
                 }
             }
-            confirm(conn, chain, rule, outcome.tip, reads.finalized, now, &mut history, &mut outcome).await?;
+            confirm(
+                conn,
+                chain,
+                rule,
+                outcome.tip,
+                reads.finalized,
+                now,
+                &mut history,
+                &mut outcome,
+            )
+            .await?;
         }
         WriteWork::Sweep(sweep) => {
             outcome.tip = indexed_tip(conn, chain).await?;
-            transfers::apply_steps(conn, chain, &sweep.steps, outcome.tip, now, &mut history, &mut outcome.transfers)
-                .await?;
-            confirm(conn, chain, rule, outcome.tip, sweep.finalized, now, &mut history, &mut outcome).await?;
+            transfers::apply_steps(
+                conn,
+                chain,
+                &sweep.steps,
+                outcome.tip,
+                now,
+                &mut history,
+                &mut outcome.transfers,
+            )
+            .await?;
+            confirm(
+                conn,
+                chain,
+                rule,
+                outcome.tip,
+                sweep.finalized,
+                now,
+                &mut history,
+                &mut outcome,
+            )
+            .await?;
             housekeeping(conn, chain, sweep, &mut outcome).await?;
         }
     }
@@ -144,7 +190,12 @@ pub async fn write(
 }
 
 /// The sweep's periodic work: stalled flag, overdue streams, gauges, retention.
-async fn housekeeping(conn: &mut PgConnection, chain: &str, sweep: &SweepWork, outcome: &mut WriteOutcome) -> Result<()> {
+async fn housekeeping(
+    conn: &mut PgConnection,
+    chain: &str,
+    sweep: &SweepWork,
+    outcome: &mut WriteOutcome,
+) -> Result<()> {
     sqlx::query(
         "UPDATE chain_status SET stalled = $2,
                 stalled_since = CASE WHEN $2 THEN coalesce(stalled_since, $3) ELSE NULL END
@@ -159,14 +210,17 @@ async fn housekeeping(conn: &mut PgConnection, chain: &str, sweep: &SweepWork, o
 
     // Overdue is judged against chain time (the newest indexed block), so it follows the chain,
     // not the clock of the machine chainsync runs on.
-    let chain_time: Option<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT timestamp FROM evm_blocks WHERE chain = $1 ORDER BY number DESC LIMIT 1")
-            .bind(chain)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(Error::db("chain_time"))?;
+    let chain_time: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT timestamp FROM evm_blocks WHERE chain = $1 ORDER BY number DESC LIMIT 1",
+    )
+    .bind(chain)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(Error::db("chain_time"))?;
     if let Some(chain_time) = chain_time {
-        let overdue = projections::mark_overdue(conn, chain, sweep.overdue_grace, chain_time, sweep.now).await?;
+        let overdue =
+            projections::mark_overdue(conn, chain, sweep.overdue_grace, chain_time, sweep.now)
+                .await?;
         let events: Vec<serde_json::Value> = overdue
             .iter()
             .map(|(tx, index, lock)| {
@@ -189,7 +243,14 @@ async fn housekeeping(conn: &mut PgConnection, chain: &str, sweep: &SweepWork, o
     .map_err(Error::db("transfer_gauges"))?;
     outcome.gauges = Some(
         rows.into_iter()
-            .map(|r| (r.get("kind"), r.get("status"), r.get("total"), r.get("stuck")))
+            .map(|r| {
+                (
+                    r.get("kind"),
+                    r.get("status"),
+                    r.get("total"),
+                    r.get("stuck"),
+                )
+            })
             .collect(),
     );
 
@@ -201,23 +262,31 @@ async fn housekeeping(conn: &mut PgConnection, chain: &str, sweep: &SweepWork, o
 
 /// Retention: the block window below the reorg window, removed logs and delivered outbox rows
 /// older than their horizons.
-async fn prune(conn: &mut PgConnection, chain: &str, tip: u64, retention: &Retention, now: DateTime<Utc>) -> Result<()> {
+async fn prune(
+    conn: &mut PgConnection,
+    chain: &str,
+    tip: u64,
+    retention: &Retention,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let horizon = |d: std::time::Duration| now - chrono::Duration::from_std(d).unwrap_or_default();
-    let blocks = sqlx::query("DELETE FROM evm_blocks WHERE chain = $1 AND number < $2 AND timestamp < $3")
-        .bind(chain)
-        .bind(to_i64(tip.saturating_sub(retention.reorg_window)))
-        .bind(horizon(retention.block_window))
-        .execute(&mut *conn)
-        .await
-        .map_err(Error::db("prune"))?
-        .rows_affected();
-    let removed = sqlx::query("DELETE FROM evm_logs WHERE chain = $1 AND removed AND removed_at < $2")
-        .bind(chain)
-        .bind(horizon(retention.removed_events))
-        .execute(&mut *conn)
-        .await
-        .map_err(Error::db("prune"))?
-        .rows_affected();
+    let blocks =
+        sqlx::query("DELETE FROM evm_blocks WHERE chain = $1 AND number < $2 AND timestamp < $3")
+            .bind(chain)
+            .bind(to_i64(tip.saturating_sub(retention.reorg_window)))
+            .bind(horizon(retention.block_window))
+            .execute(&mut *conn)
+            .await
+            .map_err(Error::db("prune"))?
+            .rows_affected();
+    let removed =
+        sqlx::query("DELETE FROM evm_logs WHERE chain = $1 AND removed AND removed_at < $2")
+            .bind(chain)
+            .bind(horizon(retention.removed_events))
+            .execute(&mut *conn)
+            .await
+            .map_err(Error::db("prune"))?
+            .rows_affected();
     let delivered = sqlx::query("DELETE FROM outbox WHERE chain = $1 AND delivered_at < $2")
         .bind(chain)
         .bind(horizon(retention.delivered_outbox))
@@ -226,7 +295,13 @@ async fn prune(conn: &mut PgConnection, chain: &str, tip: u64, retention: &Reten
         .map_err(Error::db("prune"))?
         .rows_affected();
     if blocks + removed + delivered > 0 {
-        tracing::info!(chain, blocks, removed_logs = removed, delivered_outbox = delivered, "retention pass pruned rows");
+        tracing::info!(
+            chain,
+            blocks,
+            removed_logs = removed,
+            delivered_outbox = delivered,
+            "retention pass pruned rows"
+        );
     }
     Ok(())
 }

@@ -81,7 +81,12 @@ pub struct TransferSummary {
 
 /// Allocates `transfers` transfer ids and `events` history/outbox sequence numbers from the
 /// chain's transactional counters; returns the first of each.
-async fn allocate(conn: &mut PgConnection, chain: &str, transfers: usize, events: usize) -> Result<(i64, i64)> {
+async fn allocate(
+    conn: &mut PgConnection,
+    chain: &str,
+    transfers: usize,
+    events: usize,
+) -> Result<(i64, i64)> {
     let row = sqlx::query(
         "INSERT INTO chain_sequences (chain, next_transfer_id, next_event_seq) VALUES ($1, 1 + $2, 1 + $3)
          ON CONFLICT (chain) DO UPDATE
@@ -113,7 +118,10 @@ pub async fn write_history(
     let count = entries.len();
     let seqs: Vec<i64> = (0..count).map(|i| first_seq + to_i64(i as u64)).collect();
     let ids: Vec<i64> = entries.iter().map(|e| e.transfer_id).collect();
-    let froms: Vec<Option<&str>> = entries.iter().map(|e| e.from.map(TransferStatus::as_str)).collect();
+    let froms: Vec<Option<&str>> = entries
+        .iter()
+        .map(|e| e.from.map(TransferStatus::as_str))
+        .collect();
     let tos: Vec<&str> = entries.iter().map(|e| e.to.as_str()).collect();
     let stuck: Vec<bool> = entries.iter().map(|e| e.stuck).collect();
     let reasons: Vec<&str> = entries.iter().map(|e| e.reason.as_str()).collect();
@@ -184,7 +192,9 @@ pub async fn write_events(
         return Ok(());
     }
     let (_, first_seq) = allocate(conn, chain, 0, payloads.len()).await?;
-    let seqs: Vec<i64> = (0..payloads.len()).map(|i| first_seq + to_i64(i as u64)).collect();
+    let seqs: Vec<i64> = (0..payloads.len())
+        .map(|i| first_seq + to_i64(i as u64))
+        .collect();
     sqlx::query(
         "INSERT INTO outbox (chain, seq, topic, payload, created_at)
          SELECT $1, x.seq, $3, jsonb_build_object('id', $1 || ':' || x.seq, 'topic', $3, 'chain', $1, 'at', $5) || x.payload, $5
@@ -329,7 +339,12 @@ pub async fn include_logs(
                 None,
                 amount_field(f, "settledAmount"),
             ),
-            "partial_claim" => (None, address_field(f, "recipient"), None, amount_field(f, "amount")),
+            "partial_claim" => (
+                None,
+                address_field(f, "recipient"),
+                None,
+                amount_field(f, "amount"),
+            ),
             "emergency_withdraw" => (
                 Some(t.log.address.to_vec()),
                 address_field(f, "user"),
@@ -371,7 +386,13 @@ pub async fn include_logs(
             reason: "included".to_owned(),
             block: Some(t.log.block_number),
             topic: topic_for(TransferStatus::Confirming),
-            order: (t.log.block_number, PHASE_INCLUDED, t.log.block_number, t.log.log_index, id),
+            order: (
+                t.log.block_number,
+                PHASE_INCLUDED,
+                t.log.block_number,
+                t.log.log_index,
+                id,
+            ),
         });
     }
     if !ids.is_empty() {
@@ -411,7 +432,8 @@ pub async fn include_logs(
 
     // Seen again after a reorg (or in a retried batch): re-include when the block changed.
     for t in &found {
-        let Some((id, status, block_hash)) = existing.get(&(t.kind.to_owned(), t.identity.clone())) else {
+        let Some((id, status, block_hash)) = existing.get(&(t.kind.to_owned(), t.identity.clone()))
+        else {
             continue;
         };
         let same_block = block_hash.as_deref() == Some(t.log.block_hash.as_slice());
@@ -444,7 +466,13 @@ pub async fn include_logs(
             reason: "reincluded".to_owned(),
             block: Some(t.log.block_number),
             topic: topic_for(TransferStatus::Confirming),
-            order: (t.log.block_number, PHASE_INCLUDED, t.log.block_number, t.log.log_index, *id),
+            order: (
+                t.log.block_number,
+                PHASE_INCLUDED,
+                t.log.block_number,
+                t.log.log_index,
+                *id,
+            ),
         });
     }
     Ok(())
@@ -482,8 +510,12 @@ pub async fn promote_confirmed(
     for row in rows {
         let id: i64 = row.get("id");
         let block = to_u64(row.get::<i64, _>("block_number"));
-        let log_index = row.get::<Option<i32>, _>("log_index").map_or(0, |i| u64::try_from(i).unwrap_or(0));
-        let at = rule.threshold_block(block).map_or(confirmed, |t| t.min(tip));
+        let log_index = row
+            .get::<Option<i32>, _>("log_index")
+            .map_or(0, |i| u64::try_from(i).unwrap_or(0));
+        let at = rule
+            .threshold_block(block)
+            .map_or(confirmed, |t| t.min(tip));
         let first_seen: DateTime<Utc> = row.get("first_seen_at");
         summary.confirmation_seconds.push((
             row.get("kind"),
@@ -533,7 +565,9 @@ pub async fn orphan_transfers(
         let old: String = row.get("old_status");
         let from = TransferStatus::parse(&old);
         let block = to_u64(row.get::<i64, _>("block_number"));
-        let log_index = row.get::<Option<i32>, _>("log_index").map_or(0, |i| u64::try_from(i).unwrap_or(0));
+        let log_index = row
+            .get::<Option<i32>, _>("log_index")
+            .map_or(0, |i| u64::try_from(i).unwrap_or(0));
         let reason = if from == Some(TransferStatus::Confirmed) {
             "block orphaned by a reorg deeper than the confirmation threshold"
         } else {
@@ -587,7 +621,7 @@ pub async fn apply_steps(
             } => {
                 let row = sqlx::query(
                     "UPDATE transfers SET status = $4, updated_at = $5,
-                            stuck = CASE WHEN $4 IN ('confirmed', 'failed') THEN false ELSE stuck END,
+                            stuck = false,
                             failure_reason = CASE WHEN $4 = 'failed' THEN $6 ELSE failure_reason END,
                             block_number = CASE WHEN $7::bytea IS NOT NULL THEN $8 ELSE block_number END,
                             block_hash = COALESCE($7, block_hash),
@@ -639,7 +673,9 @@ pub async fn apply_steps(
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(Error::db("mark_stuck"))?;
-                let Some(status) = row.and_then(|r| TransferStatus::parse(&r.get::<String, _>("status"))) else {
+                let Some(status) =
+                    row.and_then(|r| TransferStatus::parse(&r.get::<String, _>("status")))
+                else {
                     continue;
                 };
                 history.push(HistoryEntry {
@@ -654,12 +690,14 @@ pub async fn apply_steps(
                 });
             }
             Step::ClearStuck => {
-                sqlx::query("UPDATE transfers SET stuck = false WHERE chain = $1 AND id = $2 AND stuck")
-                    .bind(chain)
-                    .bind(transfer_id)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(Error::db("clear_stuck"))?;
+                sqlx::query(
+                    "UPDATE transfers SET stuck = false WHERE chain = $1 AND id = $2 AND stuck",
+                )
+                .bind(chain)
+                .bind(transfer_id)
+                .execute(&mut *conn)
+                .await
+                .map_err(Error::db("clear_stuck"))?;
             }
         }
     }
@@ -688,12 +726,13 @@ pub async fn register_watched(
     if let Some(id) = existing {
         return Ok((id, false));
     }
-    let tip: Option<i64> = sqlx::query_scalar("SELECT indexed_block FROM chain_status WHERE chain = $1")
-        .bind(chain)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(Error::db("register_watched"))?
-        .flatten();
+    let tip: Option<i64> =
+        sqlx::query_scalar("SELECT indexed_block FROM chain_status WHERE chain = $1")
+            .bind(chain)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(Error::db("register_watched"))?
+            .flatten();
     sqlx::query(
         "INSERT INTO watched_transactions (chain, tx_hash, sender, nonce, label, registered_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
