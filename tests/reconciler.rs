@@ -1191,3 +1191,74 @@ async fn balances_the_projection_missed_are_reported_as_drift() {
     );
     assert!(row.get::<bool, _>("drifted"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_old_blocks_removed_events_and_delivered_outbox_rows() {
+    let anvil = Anvil::start().await;
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let deployment = deploy(&anvil.rpc_url()).await.expect("deploy");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &anvil.rpc_url(),
+        &db.url,
+        &contracts(&deployment),
+        "confirmations = 1\nreorg_window = 4\n",
+    );
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replacen(
+        "[[evm]]",
+        "[retention]\nblock_window = \"1s\"\nremoved_events = \"1s\"\ndelivered_outbox = \"1s\"\n\n[[evm]]",
+        1,
+    );
+    std::fs::write(&config, text).expect("config");
+    let chainsync = Chainsync::run(&config);
+
+    create_stream(&anvil, &deployment, 10_000, 3_600).await;
+    anvil.mine(10).await;
+    // A creation orphaned by a reorg leaves a removed log.
+    create_stream(&anvil, &deployment, 20_000, 3_600).await;
+    let head = anvil.block_number().await;
+    wait_indexed(&pool, head, Duration::from_secs(30)).await;
+    anvil
+        .rpc("anvil_reorg", json!([1, []]))
+        .await
+        .expect("reorg");
+    wait_for("the orphaned log", Duration::from_secs(20), || async {
+        (scalar_i64(&pool, "SELECT count(*) FROM evm_logs WHERE removed").await > 0).then_some(())
+    })
+    .await;
+    // The notifier's part, for this test: the first outbox row was delivered an hour ago.
+    sqlx::query("UPDATE outbox SET delivered_at = now() - interval '1 hour' WHERE seq = 1")
+        .execute(&pool)
+        .await
+        .expect("mark delivered");
+    let outbox_before = scalar_i64(&pool, "SELECT count(*) FROM outbox").await;
+    anvil.mine(2).await;
+
+    wait_for("retention to prune", Duration::from_secs(20), || async {
+        let removed = scalar_i64(&pool, "SELECT count(*) FROM evm_logs WHERE removed").await;
+        let delivered = scalar_i64(
+            &pool,
+            "SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL",
+        )
+        .await;
+        let tip = scalar_i64(&pool, "SELECT max(indexed_to) FROM contract_cursors").await;
+        let old_blocks = scalar_i64(
+            &pool,
+            &format!("SELECT count(*) FROM evm_blocks WHERE number < {tip} - 4"),
+        )
+        .await;
+        (removed == 0 && delivered == 0 && old_blocks == 0).then_some(())
+    })
+    .await;
+    // Only the delivered row went; the window above tip - reorg_window stays for reorg detection.
+    assert_eq!(
+        scalar_i64(&pool, "SELECT count(*) FROM outbox").await,
+        outbox_before - 1
+    );
+    assert!(scalar_i64(&pool, "SELECT count(*) FROM evm_blocks").await > 0);
+    assert!(scalar_i64(&pool, "SELECT count(*) FROM evm_logs WHERE NOT removed").await > 0);
+    assert!(chainsync.logged("retention pass pruned rows"));
+}

@@ -18,7 +18,7 @@ use actix::prelude::*;
 use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::primitives::{Address, Bytes, B256};
 use alloy::sol_types::SolCall;
-use bigdecimal::BigDecimal;
+use bigdecimal::{BigDecimal, Zero};
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
@@ -39,7 +39,7 @@ use policy::{
 
 /// How long the reconciler waits for the writer to commit one batch.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
-/// How often retention runs (inside a sweep).
+/// How often retention runs at most (inside a sweep); shorter horizons make it run more often.
 pub const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// How many node reads (stream records, receipts, balance checks) run at once.
 pub const READ_CONCURRENCY: usize = 8;
@@ -133,8 +133,14 @@ impl Reconciler {
         self.sweeping = true;
         let now = self.clock.now();
         let stalled = ChainView::is_stalled(self.head_changed_at, now, &self.settings.policy);
+        // Every RETENTION_INTERVAL, or as often as the shortest horizon when that is shorter.
+        let horizons = &self.settings.retention;
+        let interval = RETENTION_INTERVAL
+            .min(horizons.block_window)
+            .min(horizons.removed_events)
+            .min(horizons.delivered_outbox);
         let retention = match self.last_retention {
-            Some(at) if at.elapsed() < RETENTION_INTERVAL => None,
+            Some(at) if at.elapsed() < interval => None,
             _ => {
                 self.last_retention = Some(Instant::now());
                 Some(self.settings.retention)
@@ -296,6 +302,9 @@ fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
     Error::db(op)
 }
 
+/// A watched transaction: hash, and the sender and nonce when registered with them.
+type WatchedTx = (B256, Option<Address>, Option<u64>);
+
 /// What the node says about one watched transaction.
 async fn observe(
     rpc: &EvmRpc,
@@ -382,11 +391,7 @@ async fn sweep_pass(
         stalled,
     };
     let to_u64 = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
-    let states: Vec<(
-        i64,
-        TransferState,
-        Option<(B256, Option<Address>, Option<u64>)>,
-    )> = rows
+    let states: Vec<(i64, TransferState, Option<WatchedTx>)> = rows
         .into_iter()
         .filter_map(|row| {
             let status = TransferStatus::parse(&row.get::<String, _>("status"))?;
@@ -540,10 +545,10 @@ async fn drift_check(
         let usage_paid: BigDecimal = row.get("usage_paid");
         let drift_total = &total - &projected_total;
         let drift_locked = &locked - &projected_locked;
-        if drift_total != BigDecimal::from(0) || drift_locked != BigDecimal::from(0) {
+        if !drift_total.is_zero() || !drift_locked.is_zero() {
             drifted += 1;
         }
-        if usage_paid != BigDecimal::from(0) {
+        if !usage_paid.is_zero() {
             pool_drift += 1;
         }
         sqlx::query(

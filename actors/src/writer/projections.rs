@@ -74,6 +74,38 @@ struct BalanceDelta {
 
 type BalanceKey = (Vec<u8>, Vec<u8>, Vec<u8>);
 
+/// A stream closing event: settled or emergency-withdrawn.
+struct Close {
+    manager: Vec<u8>,
+    lock: Vec<u8>,
+    status: &'static str,
+    amount: BigDecimal,
+    returned: Option<BigDecimal>,
+    trigger: Option<&'static str>,
+    block: i64,
+}
+
+/// A customer plan with its stream.
+struct PlanRow {
+    producer: Vec<u8>,
+    plan_id: BigDecimal,
+    customer: Vec<u8>,
+    lock: Vec<u8>,
+    block: i64,
+    tx: Vec<u8>,
+}
+
+/// A producer registered in ProducerStorage.
+struct ProducerRow {
+    clone: Vec<u8>,
+    producer: Vec<u8>,
+    id: BigDecimal,
+    name: String,
+    registry: Vec<u8>,
+    block: i64,
+    tx: Vec<u8>,
+}
+
 #[derive(Default)]
 struct Pass {
     // Stream creations.
@@ -90,20 +122,9 @@ struct Pass {
     s_time: Vec<Option<DateTime<Utc>>>,
     // Usage-pool claims, summed per (manager, lock).
     claims: BTreeMap<(Vec<u8>, Vec<u8>), (BigDecimal, i64)>,
-    // Closing events: (manager, lock, status, amount, returned, trigger, block).
-    closes: Vec<(
-        Vec<u8>,
-        Vec<u8>,
-        &'static str,
-        BigDecimal,
-        Option<BigDecimal>,
-        Option<&'static str>,
-        i64,
-    )>,
-    // Customer plans: (producer, plan id, customer, lock, block, tx).
-    plans: Vec<(Vec<u8>, BigDecimal, Vec<u8>, Vec<u8>, i64, Vec<u8>)>,
-    // Producers: (clone, producer, id, name, registry, block, tx).
-    producers: Vec<(Vec<u8>, Vec<u8>, BigDecimal, String, Vec<u8>, i64, Vec<u8>)>,
+    closes: Vec<Close>,
+    plans: Vec<PlanRow>,
+    producers: Vec<ProducerRow>,
     balances: HashMap<BalanceKey, BalanceDelta>,
 }
 
@@ -178,30 +199,30 @@ impl Pass {
                     .get("trigger")
                     .and_then(Value::as_u64)
                     .and_then(trigger_name);
-                self.closes.push((
-                    contract,
+                self.closes.push(Close {
+                    manager: contract,
                     lock,
-                    "settled",
-                    settled,
-                    Some(returned),
+                    status: "settled",
+                    amount: settled,
+                    returned: Some(returned),
                     trigger,
                     block,
-                ));
+                });
             }
             "EmergencyWithdraw" => {
                 let (Some(lock), Some(withdrawn)) = (bytes32(&f, "lockId"), amount(&f, "amount"))
                 else {
                     return false;
                 };
-                self.closes.push((
-                    contract,
+                self.closes.push(Close {
+                    manager: contract,
                     lock,
-                    "emergency_withdrawn",
-                    withdrawn,
-                    None,
-                    None,
+                    status: "emergency_withdrawn",
+                    amount: withdrawn,
+                    returned: None,
+                    trigger: None,
                     block,
-                ));
+                });
             }
             "PartialClaim" => {
                 let (Some(lock), Some(paid)) = (bytes32(&f, "lockId"), amount(&f, "amount")) else {
@@ -245,7 +266,14 @@ impl Pass {
                 ) else {
                     return false;
                 };
-                self.plans.push((producer, plan, customer, lock, block, tx));
+                self.plans.push(PlanRow {
+                    producer,
+                    plan_id: plan,
+                    customer,
+                    lock,
+                    block,
+                    tx,
+                });
             }
             "LogProducer" => {
                 let (Some(clone), Some(producer), Some(id)) = (
@@ -260,8 +288,15 @@ impl Pass {
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_owned();
-                self.producers
-                    .push((clone, producer, id, name, contract, block, tx));
+                self.producers.push(ProducerRow {
+                    clone,
+                    producer,
+                    id,
+                    name,
+                    registry: contract,
+                    block,
+                    tx,
+                });
             }
             _ => {}
         }
@@ -384,7 +419,15 @@ async fn apply(
         .map_err(Error::db("project_streams"))?;
     }
 
-    for (producer, plan, customer, lock, block, tx) in &pass.plans {
+    for PlanRow {
+        producer,
+        plan_id: plan,
+        customer,
+        lock,
+        block,
+        tx,
+    } in &pass.plans
+    {
         sqlx::query(
             "INSERT INTO customer_plans (chain, producer, customer_plan_id, customer, lock_id, block_number, tx_hash)
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
@@ -412,7 +455,16 @@ async fn apply(
         .map_err(Error::db("project_customer_plans"))?;
     }
 
-    for (clone, producer, id, name, registry, block, tx) in &pass.producers {
+    for ProducerRow {
+        clone,
+        producer,
+        id,
+        name,
+        registry,
+        block,
+        tx,
+    } in &pass.producers
+    {
         sqlx::query(
             "INSERT INTO producers (chain, clone_address, producer_address, producer_id, name, registry, block_number, tx_hash)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
@@ -488,14 +540,14 @@ async fn apply(
         let mut returned = Vec::with_capacity(count);
         let mut triggers = Vec::with_capacity(count);
         let mut blocks = Vec::with_capacity(count);
-        for (manager, lock, status, value, back, trigger, block) in &pass.closes {
-            managers.push(manager.clone());
-            locks.push(lock.clone());
-            statuses.push(*status);
-            amounts.push(value.clone());
-            returned.push(back.clone());
-            triggers.push(*trigger);
-            blocks.push(*block);
+        for close in &pass.closes {
+            managers.push(close.manager.clone());
+            locks.push(close.lock.clone());
+            statuses.push(close.status);
+            amounts.push(close.amount.clone());
+            returned.push(close.returned.clone());
+            triggers.push(close.trigger);
+            blocks.push(close.block);
         }
         let rows = sqlx::query(
             "UPDATE streams s SET status = x.status, closed_block = x.block,

@@ -266,6 +266,13 @@ fn logged_transfers(logs: &[RawLog]) -> Vec<LoggedTransfer<'_>> {
     out
 }
 
+/// A stored transfer a batch's log refers to.
+struct Existing {
+    id: i64,
+    status: String,
+    block_hash: Option<Vec<u8>>,
+}
+
 /// Records the transfers of a committed batch: new ones are inserted as `confirming` (they are in
 /// a block), reorged ones seen again are re-included. `lock_reads` maps a creating log
 /// (tx hash, log index) to what `getTokenLock` returned, kept in the transfer's details.
@@ -292,11 +299,15 @@ pub async fn include_logs(
     .fetch_all(&mut *conn)
     .await
     .map_err(Error::db("include_logs"))?;
-    let mut existing: HashMap<(String, String), (i64, String, Option<Vec<u8>>)> = HashMap::new();
+    let mut existing: HashMap<(String, String), Existing> = HashMap::new();
     for row in rows {
         existing.insert(
             (row.get("kind"), row.get("identity")),
-            (row.get("id"), row.get("status"), row.get("block_hash")),
+            Existing {
+                id: row.get("id"),
+                status: row.get("status"),
+                block_hash: row.get("block_hash"),
+            },
         );
     }
 
@@ -432,7 +443,11 @@ pub async fn include_logs(
 
     // Seen again after a reorg (or in a retried batch): re-include when the block changed.
     for t in &found {
-        let Some((id, status, block_hash)) = existing.get(&(t.kind.to_owned(), t.identity.clone()))
+        let Some(Existing {
+            id,
+            status,
+            block_hash,
+        }) = existing.get(&(t.kind.to_owned(), t.identity.clone()))
         else {
             continue;
         };
@@ -481,6 +496,7 @@ pub async fn include_logs(
 /// Promotes every `confirming` transfer at or below `confirmed` to `confirmed`. Under a depth rule
 /// the history names the threshold block (`block + n - 1`), so it does not depend on how far
 /// past it the batch that noticed went.
+#[allow(clippy::too_many_arguments)]
 pub async fn promote_confirmed(
     conn: &mut PgConnection,
     chain: &str,
