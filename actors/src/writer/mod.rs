@@ -116,6 +116,12 @@ impl StoreWriter {
                 .with_label_values(&[chain])
                 .inc_by(outcome.projection.orphan_updates);
         }
+        if let Some(overdue) = outcome.overdue_streams {
+            METRICS
+                .overdue_streams
+                .with_label_values(&[chain])
+                .set(overdue);
+        }
         if let Some(gauges) = &outcome.gauges {
             // Series of every known (kind, status) exist from start-up; reset them to 0 first
             // so a status that emptied reads 0 rather than its last count.

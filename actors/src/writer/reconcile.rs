@@ -29,6 +29,8 @@ pub struct WriteOutcome {
     pub deep_reorg: bool,
     /// Transfers by (kind, status, count, stuck count), recomputed on sweeps.
     pub gauges: Option<Vec<(String, String, i64, i64)>>,
+    /// Active streams flagged overdue, recomputed on sweeps.
+    pub overdue_streams: Option<i64>,
 }
 
 async fn indexed_tip(conn: &mut PgConnection, chain: &str) -> Result<u64> {
@@ -232,6 +234,15 @@ async fn housekeeping(
             .collect();
         transfers::write_events(conn, chain, "stream.overdue", events, sweep.now).await?;
     }
+
+    let overdue: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM streams WHERE chain = $1 AND status = 'active' AND overdue_since IS NOT NULL",
+    )
+    .bind(chain)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(Error::db("overdue_gauge"))?;
+    outcome.overdue_streams = Some(overdue);
 
     let rows = sqlx::query(
         "SELECT kind, status, count(*) AS total, count(*) FILTER (WHERE stuck) AS stuck
