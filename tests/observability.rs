@@ -7,6 +7,10 @@
 //! - The dashboards are provisionable Grafana JSON that pick their data source and chain through
 //!   template variables; every alert rule has a severity, a summary, a runbook section and a unit test.
 //!
+//! - A real Prometheus scraping chainsync while the devnet has traffic, a stuck transfer and a reorg
+//!   beyond the confirmation threshold has data for every panel query of both dashboards, and the
+//!   shipped alert rules load, evaluate and fire on those series.
+//!
 //! The alert rules themselves are unit-tested by promtool (`scripts/check-dashboards.sh`).
 
 mod common;
@@ -767,4 +771,248 @@ fn metric_name_extraction_reads_promql_and_grafana_queries() {
     assert!(variable_query_metrics("label_values(chain)").is_empty());
     let rules = "      - alert: A\n        expr: |\n          x\n          / y\n        for: 1m\n      - alert: B\n        expr: z == 1\n";
     assert_eq!(rule_exprs(rules), ["x / y", "z == 1"]);
+}
+
+/// A Prometheus server for one test, killed on drop.
+struct Prometheus {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    /// Starts Debian's `prometheus` scraping `target` (host:port) every second as job
+    /// `chainsync`, with the shipped alert rules evaluated every second.
+    async fn start(target: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = common::free_port();
+        let rules = repo_root().join(ALERT_RULES);
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
+             scrape_configs:\n  - job_name: chainsync\n    static_configs:\n      - targets: ['{target}']\n",
+            rules.display()
+        );
+        std::fs::write(dir.path().join("prometheus.yml"), config).expect("prometheus.yml");
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect(
+                "prometheus is on PATH: scripts/check-dashboards.sh installs Debian's prometheus package (make test does)",
+            );
+        let url = format!("http://127.0.0.1:{port}");
+        let ready = format!("{url}/-/ready");
+        wait_for(
+            "Prometheus to be ready",
+            Duration::from_secs(30),
+            || async { get(&ready).await.filter(|(status, _)| *status == 200) },
+        )
+        .await;
+        Self {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// An instant query; the `data.result` array.
+    async fn query(&self, expr: &str) -> Vec<Value> {
+        let response = reqwest::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", expr)])
+            .send()
+            .await
+            .expect("query Prometheus");
+        let body: Value = response.json().await.expect("JSON answer");
+        assert_eq!(body["status"], "success", "query {expr}: {body}");
+        body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn api(&self, path: &str) -> Value {
+        reqwest::get(format!("{}{path}", self.url))
+            .await
+            .expect("Prometheus API")
+            .json()
+            .await
+            .expect("JSON answer")
+    }
+}
+
+/// Whether an instant-query result holds at least one sample that is a number (not NaN).
+fn has_numeric_sample(result: &[Value]) -> bool {
+    result.iter().any(|series| {
+        series["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| !v.is_nan())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scraping_chainsync_under_traffic_has_data_for_every_panel() {
+    use chainsync::devnet::{deploy, Traffic};
+
+    // An 11th account for the reorg's transaction (the traffic generator uses the first ten).
+    let anvil = Anvil::start_with(&["--accounts", "11"]).await;
+    let db = TestDb::new().await;
+    let deployment = deploy(&anvil.rpc_url()).await.expect("deploy");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(
+        dir.path(),
+        &anvil.rpc_url(),
+        &db.url,
+        &common::contracts(&deployment),
+        "confirmations = 2\nstuck_after = \"2s\"\nhead_stall_after = \"10m\"\n",
+    );
+    let metrics = metrics_url(&config);
+    let target = metrics
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let chainsync = Chainsync::run(&config);
+    wait_for("chainsync's metrics", Duration::from_secs(30), || async {
+        get(&metrics).await.filter(|(status, _)| *status == 200)
+    })
+    .await;
+    let prometheus = Prometheus::start(&target).await;
+    wait_for("the first scrape", Duration::from_secs(30), || async {
+        let up = prometheus.query("up{job=\"chainsync\"} == 1").await;
+        (!up.is_empty()).then_some(())
+    })
+    .await;
+
+    // Traffic (every operation, admin events included), a transfer that gets stuck, a reorg
+    // that replaces confirmed blocks, then more traffic: all while Prometheus scrapes.
+    let mut traffic = Traffic::new(&anvil.rpc_url(), deployment.clone(), 606)
+        .await
+        .expect("traffic");
+    traffic
+        .run_steps(25.0, Some(120), std::future::pending())
+        .await
+        .expect("traffic");
+    let watch = Command::new(env!("CARGO_BIN_EXE_chainsync"))
+        .args(["watch", "--chain", "devnet"])
+        .arg(format!("0x{}", "ab".repeat(32)))
+        .arg("--config")
+        .arg(&config)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("chainsync watch");
+    assert!(
+        watch.status.success(),
+        "{}",
+        String::from_utf8_lossy(&watch.stderr)
+    );
+    // The reorg replaces empty blocks by blocks holding a transfer of an account the generator
+    // never uses, so the generator's transactions (and nonces) stay valid; with confirmations = 2
+    // the replaced blocks were already confirmed.
+    anvil.mine(3).await;
+    let head = anvil.block_number().await;
+    common::wait_indexed(&db.pool().await, head, Duration::from_secs(60)).await;
+    let outsider = "0xBcd4042DE499D14e55001CcbB24a551F3b954096";
+    anvil
+        .rpc(
+            "anvil_reorg",
+            serde_json::json!([3, [[{"from": outsider, "to": outsider, "value": "0x1"}, 0]]]),
+        )
+        .await
+        .expect("anvil_reorg");
+    traffic
+        .run_steps(25.0, Some(60), std::future::pending())
+        .await
+        .expect("traffic");
+    wait_for(
+        "the stuck transfer and the reorg in Prometheus",
+        Duration::from_secs(30),
+        || async {
+            let stuck = prometheus.query("sum(chainsync_stuck_transfers) > 0").await;
+            let deep = prometheus
+                .query("sum(increase(chainsync_deep_reorgs_total[5m])) > 0")
+                .await;
+            (!stuck.is_empty() && !deep.is_empty()).then_some(())
+        },
+    )
+    .await;
+
+    // Every panel query of both dashboards, with the template variables set as a user would
+    // (chain = devnet, instance = all), returns data.
+    let mut empty = Vec::new();
+    let mut checked = 0;
+    for path in DASHBOARDS {
+        let mut exprs = Vec::new();
+        panel_exprs(&dashboard(path)["panels"], &mut exprs);
+        for expr in exprs {
+            let query = expr.replace("$chain", "devnet").replace("$instance", ".*");
+            assert!(!query.contains('$'), "unsubstituted variable in {query}");
+            checked += 1;
+            if !has_numeric_sample(&prometheus.query(&query).await) {
+                empty.push(format!("{path}: {query}"));
+            }
+        }
+    }
+    assert!(checked > 60, "only {checked} panel queries found");
+    assert!(
+        empty.is_empty(),
+        "panel queries without data:\n{}",
+        empty.join("\n")
+    );
+
+    // The shipped rules load and evaluate on the real series: the stuck transfer makes
+    // StuckTransfers pending (it waits 5 minutes), the reorg fires ReorgBeyondConfirmations.
+    let rules = prometheus.api("/api/v1/rules").await;
+    let groups = rules["data"]["groups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let rule_count: usize = groups
+        .iter()
+        .map(|g| g["rules"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(rule_count, alert_rules(&read(ALERT_RULES)).len());
+    for group in &groups {
+        for rule in group["rules"].as_array().cloned().unwrap_or_default() {
+            assert_eq!(
+                rule["health"], "ok",
+                "rule {} is {}: {}",
+                rule["name"], rule["health"], rule["lastError"]
+            );
+        }
+    }
+    let alerts = wait_for("the alerts", Duration::from_secs(20), || async {
+        let alerts = prometheus.api("/api/v1/alerts").await["data"]["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let state = |name: &str| {
+            alerts
+                .iter()
+                .find(|a| a["labels"]["alertname"] == name && a["labels"]["chain"] == "devnet")
+                .map(|a| a["state"].as_str().unwrap_or_default().to_owned())
+        };
+        (state("StuckTransfers").as_deref() == Some("pending")
+            && state("ReorgBeyondConfirmations").as_deref() == Some("firing"))
+        .then_some(alerts)
+    })
+    .await;
+    assert!(
+        !alerts
+            .iter()
+            .any(|a| a["labels"]["alertname"] == "ChainsyncDown"),
+        "ChainsyncDown while chainsync runs"
+    );
+    drop(chainsync);
 }

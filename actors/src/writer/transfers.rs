@@ -289,12 +289,17 @@ pub async fn include_logs(
     if found.is_empty() {
         return Ok(());
     }
+    let kinds: Vec<&str> = found.iter().map(|t| t.kind).collect();
     let identities: Vec<&str> = found.iter().map(|t| t.identity.as_str()).collect();
+    // By (kind, identity): the unique index, so the lookup does not grow with the table.
     let rows = sqlx::query(
-        "SELECT id, kind, identity, status, block_hash, stuck FROM transfers
-         WHERE chain = $1 AND identity = ANY($2) FOR UPDATE",
+        "SELECT t.id, t.kind, t.identity, t.status, t.block_hash FROM transfers t
+         JOIN UNNEST($2::text[], $3::text[]) AS x (kind, identity)
+           ON t.chain = $1 AND t.kind = x.kind AND t.identity = x.identity
+         FOR UPDATE OF t",
     )
     .bind(chain)
+    .bind(&kinds)
     .bind(&identities)
     .fetch_all(&mut *conn)
     .await
