@@ -153,6 +153,22 @@ async fn main() {
     }
     let indexing = started.elapsed();
     let rss = peak_rss_kib(chainsync.pid());
+    let page = reqwest::get(common::metrics_url(&config))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics page");
+    let metric = |name: &str, labels: &str| -> f64 {
+        page.lines()
+            .filter(|line| line.starts_with(name) && line.contains(labels))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let transfers: i64 = sqlx::query_scalar("SELECT count(*) FROM transfers")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM evm_logs WHERE NOT removed")
         .fetch_one(&pool)
         .await
@@ -173,6 +189,15 @@ async fn main() {
         count as f64 / indexing.as_secs_f64(),
         head as f64 / indexing.as_secs_f64(),
         rss / 1024
+    );
+    println!(
+        "  where the time went: write transactions {:.2} s ({} of them), eth_getLogs {:.2} s, \
+         getTokenLock eth_call {:.2} s ({} calls), {transfers} transfers recorded",
+        metric("chainsync_db_transaction_duration_seconds_sum", "op=\"commit_batch\""),
+        metric("chainsync_db_transaction_duration_seconds_count", "op=\"commit_batch\""),
+        metric("chainsync_rpc_request_duration_seconds_sum", "method=\"eth_getLogs\""),
+        metric("chainsync_rpc_request_duration_seconds_sum", "method=\"eth_call\""),
+        metric("chainsync_rpc_request_duration_seconds_count", "method=\"eth_call\""),
     );
     println!(
         "chainsync reaches {:.0} % of the slower half alone ({:.0} % of fetch + insert in sequence)",

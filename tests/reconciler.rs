@@ -991,8 +991,8 @@ async fn a_stalled_head_blames_no_transfer_and_overdue_streams_are_flagged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reorgs_below_the_threshold_reconfirm_and_deeper_ones_rebuild_projections() {
-    let s = setup(&[], "confirmations = 3\n").await;
+async fn reorgs_below_the_threshold_reconfirm_deeper_ones_rebuild_projections_and_orphans_drop() {
+    let s = setup(&[], "confirmations = 3\ndropped_after = \"6s\"\n").await;
     // Below the threshold: the including block is replaced by one that includes the same
     // transaction again.
     let (hash, block) = create_stream(&s.anvil, &s.deployment, 10_000, 3_600).await;
@@ -1130,6 +1130,16 @@ async fn reorgs_below_the_threshold_reconfirm_and_deeper_ones_rebuild_projection
     assert!(s
         .chainsync
         .logged("reorg deeper than the confirmation threshold"));
+    // Never re-included: dropped once dropped_after has passed.
+    let row = wait_status(
+        &s.pool,
+        "stream_lock_created",
+        &deep_identity,
+        "failed",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(row.2.as_deref(), Some("dropped"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -68,7 +68,17 @@ pub struct StoreWriter {
     conn: Option<PgConnection>,
     roles: HashMap<Address, String>,
     rule: ConfirmationRule,
+    /// Logs written by this writer, and the count at which the next ANALYZE is due.
+    logs_written: u64,
+    next_analyze_at: u64,
 }
+
+/// Logs written before the first ANALYZE of the tables a backfill grows.
+pub const FIRST_ANALYZE_AT: u64 = 5_000;
+
+/// The tables whose planner statistics a backfill makes stale.
+const GROWING_TABLES: &str =
+    "ANALYZE evm_logs, transfers, transfer_history, outbox, streams, virtual_balances";
 
 impl StoreWriter {
     /// A writer using `conn`, which must already hold the chain's advisory lock
@@ -87,6 +97,8 @@ impl StoreWriter {
             conn: Some(conn),
             roles,
             rule,
+            logs_written: 0,
+            next_analyze_at: FIRST_ANALYZE_AT,
         }
     }
 
@@ -253,6 +265,20 @@ impl Handler<WriteBatch> for StoreWriter {
         let chain = self.chain.clone();
         let database_url = self.database_url.clone();
         let rule = self.rule;
+        if let WriteWork::Chain {
+            event: ChainEvent::Committed { logs, .. },
+            ..
+        } = &msg.work
+        {
+            self.logs_written += logs.len() as u64;
+        }
+        // A backfill grows its tables from nothing faster than autovacuum re-analyzes them, and
+        // plans made on empty-table statistics turn the batch joins quadratic. Re-analyze each
+        // time the rows written double (a handful of times over any backfill).
+        let analyze = self.logs_written >= self.next_analyze_at;
+        if analyze {
+            self.next_analyze_at = self.logs_written.saturating_mul(2);
+        }
         let work = async move {
             let mut conn = match conn {
                 Some(conn) => conn,
@@ -262,6 +288,14 @@ impl Handler<WriteBatch> for StoreWriter {
                 },
             };
             let result = write_in_transaction(&mut conn, &chain, rule, &msg.work).await;
+            if analyze && result.is_ok() {
+                let started = Instant::now();
+                if let Err(err) = sqlx::query(GROWING_TABLES).execute(&mut conn).await {
+                    tracing::warn!(chain = %chain, error = %err, "ANALYZE failed; plans may be slow until autovacuum runs");
+                } else {
+                    tracing::debug!(chain = %chain, took = ?started.elapsed(), "tables analyzed");
+                }
+            }
             // A failed transaction may have broken the connection (and with it the lock):
             // drop it and start from a fresh, locked connection next time.
             let conn = if result.is_ok() { Some(conn) } else { None };

@@ -356,26 +356,70 @@ async fn apply(
 ) -> Result<()> {
     if !pass.s_tx.is_empty() {
         // Fields the event does not carry come from getTokenLock, read when the creating log was
-        // first seen and kept in its transfer's details.
+        // first seen and kept in its transfer's details (looked up by tx hash: a plain index scan,
+        // whatever the table's statistics).
+        let lock_rows = sqlx::query(
+            "SELECT tx_hash, log_index, details->'lock' AS lock FROM transfers
+             WHERE chain = $1 AND tx_hash = ANY($2) AND kind = 'stream_lock_created'",
+        )
+        .bind(chain)
+        .bind(&pass.s_tx)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::db("project_streams"))?;
+        let mut locks: HashMap<(Vec<u8>, i32), Value> = HashMap::new();
+        for row in lock_rows {
+            let lock: Option<Value> = row.get("lock");
+            if let (Some(lock), Some(index)) = (lock, row.get::<Option<i32>, _>("log_index")) {
+                locks.insert((row.get("tx_hash"), index), lock);
+            }
+        }
+        let field = |tx: &Vec<u8>, index: &i32, name: &str| -> Option<String> {
+            locks
+                .get(&(tx.clone(), *index))
+                .and_then(|lock| lock.get(name))
+                .and_then(|v| match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+        };
+        let pairs = pass.s_tx.iter().zip(&pass.s_index);
+        let rates: Vec<Option<BigDecimal>> = pairs
+            .clone()
+            .map(|(tx, i)| field(tx, i, "streamRate").and_then(|v| v.parse().ok()))
+            .collect();
+        let types: Vec<Option<i16>> = pairs
+            .clone()
+            .map(|(tx, i)| field(tx, i, "streamType").and_then(|v| v.parse().ok()))
+            .collect();
+        let usages: Vec<Option<BigDecimal>> = pairs
+            .clone()
+            .map(|(tx, i)| field(tx, i, "usageCount").and_then(|v| v.parse().ok()))
+            .collect();
+        let starts: Vec<Option<f64>> = pairs
+            .clone()
+            .map(|(tx, i)| field(tx, i, "startTime").and_then(|v| v.parse().ok()))
+            .collect();
+        let ends: Vec<Option<f64>> = pairs
+            .map(|(tx, i)| field(tx, i, "endTime").and_then(|v| v.parse().ok()))
+            .collect();
         sqlx::query(
             "INSERT INTO streams (chain, tx_hash, log_index, block_number, manager, lock_id, user_address,
                                   recipient, token, total_amount, duration_seconds, stream_rate, stream_type,
                                   usage_count, start_time, end_time, status)
              SELECT $1, x.tx_hash, x.log_index, x.block_number, x.manager, x.lock_id, x.user_address,
                     x.recipient, x.token, x.total_amount, x.duration,
-                    COALESCE((t.details->'lock'->>'streamRate')::numeric, div(x.total_amount, x.duration)),
-                    (t.details->'lock'->>'streamType')::smallint,
-                    (t.details->'lock'->>'usageCount')::numeric,
-                    COALESCE(to_timestamp((t.details->'lock'->>'startTime')::double precision), x.block_time),
-                    COALESCE(to_timestamp((t.details->'lock'->>'endTime')::double precision),
+                    COALESCE(x.rate, div(x.total_amount, x.duration)), x.stream_type, x.usage_count,
+                    COALESCE(to_timestamp(x.start_time), x.block_time),
+                    COALESCE(to_timestamp(x.end_time),
                              x.block_time + make_interval(secs => x.duration::double precision)),
                     'active'
              FROM UNNEST($2::bytea[], $3::int[], $4::bigint[], $5::bytea[], $6::bytea[], $7::bytea[], $8::bytea[],
-                         $9::bytea[], $10::numeric[], $11::numeric[], $12::timestamptz[])
+                         $9::bytea[], $10::numeric[], $11::numeric[], $12::timestamptz[], $13::numeric[],
+                         $14::smallint[], $15::numeric[], $16::float8[], $17::float8[])
                AS x (tx_hash, log_index, block_number, manager, lock_id, user_address, recipient, token,
-                     total_amount, duration, block_time)
-             LEFT JOIN transfers t ON t.chain = $1 AND t.kind = 'stream_lock_created'
-                                  AND t.tx_hash = x.tx_hash AND t.log_index = x.log_index
+                     total_amount, duration, block_time, rate, stream_type, usage_count, start_time, end_time)
              ON CONFLICT (chain, tx_hash, log_index) DO NOTHING",
         )
         .bind(chain)
@@ -390,6 +434,11 @@ async fn apply(
         .bind(&pass.s_total)
         .bind(&pass.s_duration)
         .bind(&pass.s_time)
+        .bind(&rates)
+        .bind(&types)
+        .bind(&usages)
+        .bind(&starts)
+        .bind(&ends)
         .execute(&mut *conn)
         .await
         .map_err(Error::db("project_streams"))?;
