@@ -193,11 +193,26 @@ async fn main() {
     println!(
         "  where the time went: write transactions {:.2} s ({} of them), eth_getLogs {:.2} s, \
          getTokenLock eth_call {:.2} s ({} calls), {transfers} transfers recorded",
-        metric("chainsync_db_transaction_duration_seconds_sum", "op=\"commit_batch\""),
-        metric("chainsync_db_transaction_duration_seconds_count", "op=\"commit_batch\""),
-        metric("chainsync_rpc_request_duration_seconds_sum", "method=\"eth_getLogs\""),
-        metric("chainsync_rpc_request_duration_seconds_sum", "method=\"eth_call\""),
-        metric("chainsync_rpc_request_duration_seconds_count", "method=\"eth_call\""),
+        metric(
+            "chainsync_db_transaction_duration_seconds_sum",
+            "op=\"commit_batch\""
+        ),
+        metric(
+            "chainsync_db_transaction_duration_seconds_count",
+            "op=\"commit_batch\""
+        ),
+        metric(
+            "chainsync_rpc_request_duration_seconds_sum",
+            "method=\"eth_getLogs\""
+        ),
+        metric(
+            "chainsync_rpc_request_duration_seconds_sum",
+            "method=\"eth_call\""
+        ),
+        metric(
+            "chainsync_rpc_request_duration_seconds_count",
+            "method=\"eth_call\""
+        ),
     );
     println!(
         "chainsync reaches {:.0} % of the slower half alone ({:.0} % of fetch + insert in sequence)",

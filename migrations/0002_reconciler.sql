@@ -107,10 +107,9 @@ CREATE TABLE watched_transactions (
     PRIMARY KEY (chain, tx_hash)
 );
 
--- Confirmed logs already folded into the projections. A deep reorg resets this and rebuilds.
-ALTER TABLE evm_logs ADD COLUMN projected BOOLEAN NOT NULL DEFAULT false;
-CREATE INDEX evm_logs_unprojected ON evm_logs (chain, block_number, log_index)
-    WHERE NOT projected AND NOT removed;
+-- Per contract, the last block whose confirmed logs are folded into the projections (at most its
+-- indexed_to). A reorg beyond the confirmation threshold resets it and the projections are rebuilt.
+ALTER TABLE contract_cursors ADD COLUMN projected_to BIGINT;
 
 -- One row per created stream, keyed by its creating log (never by lockId alone: two identical
 -- creates in one block share a lockId, and the later one overwrites the earlier on-chain).

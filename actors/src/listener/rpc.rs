@@ -20,6 +20,8 @@ use crate::metrics::METRICS;
 
 /// Longest a single RPC request may take before it counts as a timeout.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// `eth_call`s per JSON-RPC batch of [`EvmRpc::call_many`] (providers commonly accept 100).
+pub const CALL_BATCH_SIZE: usize = 100;
 /// Attempts per call before the error goes up (and the listener restarts from its cursor).
 pub const MAX_ATTEMPTS: usize = 8;
 
@@ -433,6 +435,58 @@ impl EvmRpc {
             }
         })
         .await
+    }
+
+    /// Many `eth_call`s at `block` in JSON-RPC batches of [`CALL_BATCH_SIZE`]: one HTTP round trip
+    /// per batch instead of one per call. Answers come back in the order of `calls`. A batch whose
+    /// transport fails, or whose item fails other than by reverting, is retried as a whole.
+    pub async fn call_many(
+        &self,
+        calls: &[(Address, Bytes)],
+        block: BlockId,
+    ) -> Result<Vec<CallAnswer>> {
+        let mut answers = Vec::with_capacity(calls.len());
+        for chunk in calls.chunks(CALL_BATCH_SIZE) {
+            let chunk = chunk.to_vec();
+            let batch = self
+                .call_with_retries("eth_call", move |p| {
+                    let chunk = chunk.clone();
+                    async move {
+                        let client = p.client();
+                        let mut batch = alloy::rpc::client::BatchRequest::new(&client);
+                        let mut waiters = Vec::with_capacity(chunk.len());
+                        for (to, input) in &chunk {
+                            let request = TransactionRequest::default()
+                                .to(*to)
+                                .input(input.clone().into());
+                            waiters
+                                .push(batch.add_call::<_, Bytes>("eth_call", &(request, block))?);
+                        }
+                        batch.send().await?;
+                        let mut out = Vec::with_capacity(waiters.len());
+                        for waiter in waiters {
+                            out.push(match waiter.await {
+                                Ok(bytes) => CallAnswer::Returned(bytes),
+                                Err(RpcError::ErrorResp(payload)) => {
+                                    match revert_of(
+                                        payload.code,
+                                        &payload.message,
+                                        payload.data.as_deref(),
+                                    ) {
+                                        Some(answer) => answer,
+                                        None => return Err(RpcError::ErrorResp(payload)),
+                                    }
+                                }
+                                Err(err) => return Err(err),
+                            });
+                        }
+                        Ok(out)
+                    }
+                })
+                .await?;
+            answers.extend(batch);
+        }
+        Ok(answers)
     }
 
     /// Calls `to` with `input` at `block`.

@@ -214,10 +214,20 @@ async fn read_locks(rpc: &EvmRpc, event: &ChainEvent) -> Result<HashMap<(B256, u
             _ => None,
         })
         .collect();
-    futures::stream::iter(wanted)
-        .map(|(tx, index, manager, lock)| async move {
-            let input = Bytes::from(getTokenLockCall { lockId: lock }.abi_encode());
-            let answer = rpc.call_contract(manager, input, BlockId::latest()).await?;
+    let calls: Vec<(Address, Bytes)> = wanted
+        .iter()
+        .map(|(_, _, manager, lock)| {
+            (
+                *manager,
+                Bytes::from(getTokenLockCall { lockId: *lock }.abi_encode()),
+            )
+        })
+        .collect();
+    let answers = rpc.call_many(&calls, BlockId::latest()).await?;
+    Ok(wanted
+        .into_iter()
+        .zip(answers)
+        .map(|((tx, index, _, _), answer)| {
             let value = match answer {
                 CallAnswer::Returned(bytes) => match getTokenLockCall::abi_decode_returns(&bytes) {
                     Ok(record) => contracts::token_lock_json(&record),
@@ -229,11 +239,9 @@ async fn read_locks(rpc: &EvmRpc, event: &ChainEvent) -> Result<HashMap<(B256, u
                     json!({"readError": contracts::revert_reason(&data).unwrap_or(message)})
                 }
             };
-            Ok::<_, Error>(((tx, index), value))
+            ((tx, index), value)
         })
-        .buffer_unordered(READ_CONCURRENCY)
-        .try_collect()
-        .await
+        .collect())
 }
 
 async fn finalized_block(rpc: &EvmRpc, rule: ConfirmationRule) -> Result<Option<u64>> {

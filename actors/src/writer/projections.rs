@@ -2,7 +2,7 @@
 //! built from confirmed logs only, inside the store writer's transaction.
 //!
 //! Forward: [`project_confirmed`] folds every confirmed, not yet projected log into the
-//! projections, in chain order, and marks it projected. Unwind: a reorg shallower than the
+//! projections, in chain order, and moves each contract's `projected_to` cursor. Unwind: a reorg shallower than the
 //! confirmation threshold never reaches a projected log, so it needs none; a deeper one calls
 //! [`rebuild`], which clears the chain's projection rows and folds the canonical logs again.
 
@@ -305,26 +305,56 @@ impl Pass {
 }
 
 /// Folds every confirmed (at or below `confirmed`), not yet projected, canonical log of the chain
-/// into the projections, in chain order.
+/// into the projections, in chain order, and moves each contract's projection cursor.
 pub async fn project_confirmed(
     conn: &mut PgConnection,
     chain: &str,
     confirmed: u64,
 ) -> Result<ProjectionSummary> {
-    let rows = sqlx::query(
-        "UPDATE evm_logs SET projected = true
-         WHERE chain = $1 AND NOT projected AND NOT removed AND block_number <= $2
-         RETURNING tx_hash, log_index, block_number, block_timestamp, address, event, decoded, decode_status",
+    // Per contract: (projected_to, min(confirmed, indexed_to)]. A contract that lags behind the
+    // others (added later, or a discovered producer clone) is projected as far as it is indexed.
+    let ranges = sqlx::query(
+        "SELECT address, coalesce(projected_to, start_block - 1) AS from_block,
+                LEAST($2, indexed_to) AS to_block
+         FROM contract_cursors
+         WHERE chain = $1 AND indexed_to IS NOT NULL
+           AND LEAST($2, indexed_to) > coalesce(projected_to, start_block - 1)",
     )
     .bind(chain)
     .bind(to_i64(confirmed))
     .fetch_all(&mut *conn)
     .await
     .map_err(Error::db("project_logs"))?;
-    let mut rows: Vec<_> = rows
-        .into_iter()
-        .filter(|r| r.get::<String, _>("decode_status") == "decoded")
-        .collect();
+    let mut rows = Vec::new();
+    for range in &ranges {
+        let address: Vec<u8> = range.get("address");
+        let from: i64 = range.get("from_block");
+        let to: i64 = range.get("to_block");
+        rows.extend(
+            sqlx::query(
+                "SELECT tx_hash, log_index, block_number, block_timestamp, address, event, decoded
+                 FROM evm_logs
+                 WHERE chain = $1 AND block_number > $2 AND block_number <= $3 AND address = $4
+                   AND NOT removed AND decode_status = 'decoded'",
+            )
+            .bind(chain)
+            .bind(from)
+            .bind(to)
+            .bind(&address)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(Error::db("project_logs"))?,
+        );
+        sqlx::query(
+            "UPDATE contract_cursors SET projected_to = $3 WHERE chain = $1 AND address = $2",
+        )
+        .bind(chain)
+        .bind(&address)
+        .bind(to)
+        .execute(&mut *conn)
+        .await
+        .map_err(Error::db("project_logs"))?;
+    }
     rows.sort_by_key(|r| {
         (
             r.get::<i64, _>("block_number"),
@@ -698,7 +728,7 @@ pub async fn rebuild(
             .await
             .map_err(Error::db("rebuild_projections"))?;
     }
-    sqlx::query("UPDATE evm_logs SET projected = false WHERE chain = $1 AND projected")
+    sqlx::query("UPDATE contract_cursors SET projected_to = NULL WHERE chain = $1")
         .bind(chain)
         .execute(&mut *conn)
         .await
