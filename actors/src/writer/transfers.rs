@@ -54,6 +54,10 @@ const PHASE_FLAGGED: u8 = 3;
 pub struct HistoryEntry {
     /// The transfer.
     pub transfer_id: i64,
+    /// Its kind and identity (carried into the outbox payload).
+    pub kind: String,
+    /// See `kind`.
+    pub identity: String,
     /// Status before (None when the transfer is created by this entry).
     pub from: Option<TransferStatus>,
     /// Status after.
@@ -145,23 +149,22 @@ pub async fn write_history(
     .execute(&mut *conn)
     .await
     .map_err(Error::db("write_history"))?;
+    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+    let identities: Vec<&str> = entries.iter().map(|e| e.identity.as_str()).collect();
+    // The event itself, no join: consumers (and the notifier) read the transfer's current row
+    // from v_transfers by (chain, transfer_id) for amounts, addresses and details.
     sqlx::query(
         "INSERT INTO outbox (chain, seq, topic, transfer_id, payload, created_at)
          SELECT $1, h.seq, h.topic, h.transfer_id,
                 jsonb_build_object(
                     'id', $1 || ':' || h.seq, 'topic', h.topic, 'chain', $1,
-                    'transfer_id', t.id, 'kind', t.kind, 'identity', t.identity,
+                    'transfer_id', h.transfer_id, 'kind', h.kind, 'identity', h.identity,
                     'from_status', h.from_status, 'status', h.to_status, 'stuck', h.stuck,
-                    'reason', h.reason, 'block_number', h.block_number,
-                    'tx_hash', '0x' || encode(t.tx_hash, 'hex'),
-                    'token', '0x' || encode(t.token, 'hex'),
-                    'from', '0x' || encode(t.from_address, 'hex'),
-                    'to', '0x' || encode(t.to_address, 'hex'),
-                    'amount', t.amount::text, 'details', t.details, 'at', $9),
+                    'reason', h.reason, 'block_number', h.block_number, 'at', $9),
                 $9
-         FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bool[], $7::text[], $8::bigint[], $10::text[])
-           AS h (seq, transfer_id, from_status, to_status, stuck, reason, block_number, topic)
-         JOIN transfers t ON t.chain = $1 AND t.id = h.transfer_id",
+         FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bool[], $7::text[], $8::bigint[],
+                     $10::text[], $11::text[], $12::text[])
+           AS h (seq, transfer_id, from_status, to_status, stuck, reason, block_number, topic, kind, identity)",
     )
     .bind(chain)
     .bind(&seqs)
@@ -173,6 +176,8 @@ pub async fn write_history(
     .bind(&blocks)
     .bind(now)
     .bind(&topics)
+    .bind(&kinds)
+    .bind(&identities)
     .execute(&mut *conn)
     .await
     .map_err(Error::db("write_outbox"))?;
@@ -398,6 +403,8 @@ pub async fn include_logs(
             transfer_id: id,
             from: None,
             to: TransferStatus::Confirming,
+            kind: t.kind.to_owned(),
+            identity: t.identity.clone(),
             stuck: false,
             reason: "included".to_owned(),
             block: Some(t.log.block_number),
@@ -481,6 +488,8 @@ pub async fn include_logs(
         history.push(HistoryEntry {
             transfer_id: *id,
             from: Some(from),
+            kind: t.kind.to_owned(),
+            identity: t.identity.clone(),
             to: TransferStatus::Confirming,
             stuck: false,
             reason: "reincluded".to_owned(),
@@ -520,7 +529,7 @@ pub async fn promote_confirmed(
            AND (kind <> 'watched_tx' OR NOT EXISTS (
                 SELECT 1 FROM evm_blocks b WHERE b.chain = t.chain AND b.number = t.block_number
                                               AND b.hash <> t.block_hash))
-         RETURNING id, kind, block_number, log_index, first_seen_at",
+         RETURNING id, kind, identity, block_number, log_index, first_seen_at",
     )
     .bind(chain)
     .bind(to_i64(confirmed))
@@ -545,6 +554,8 @@ pub async fn promote_confirmed(
         history.push(HistoryEntry {
             transfer_id: id,
             from: Some(TransferStatus::Confirming),
+            kind: row.get("kind"),
+            identity: row.get("identity"),
             to: TransferStatus::Confirmed,
             stuck: false,
             reason: "depth reached".to_owned(),
@@ -573,7 +584,7 @@ pub async fn orphan_transfers(
              FOR UPDATE)
          UPDATE transfers t SET status = 'reorged', reorged_at = $3, confirmed_at = NULL, updated_at = $3
          FROM hit WHERE t.chain = $1 AND t.id = hit.id
-         RETURNING t.id, hit.old_status, t.block_number, t.log_index, t.stuck",
+         RETURNING t.id, t.kind, t.identity, hit.old_status, t.block_number, t.log_index, t.stuck",
     )
     .bind(chain)
     .bind(to_i64(fork_point))
@@ -597,6 +608,8 @@ pub async fn orphan_transfers(
         history.push(HistoryEntry {
             transfer_id: id,
             from,
+            kind: row.get("kind"),
+            identity: row.get("identity"),
             to: TransferStatus::Reorged,
             stuck: row.get("stuck"),
             reason: reason.to_owned(),
@@ -650,7 +663,7 @@ pub async fn apply_steps(
                             confirmed_at = CASE WHEN $4 = 'confirmed' THEN $5 ELSE confirmed_at END,
                             reorged_at = CASE WHEN $4 = 'confirming' THEN NULL ELSE reorged_at END
                      WHERE chain = $1 AND id = $2 AND status = $3
-                     RETURNING kind, first_seen_at, stuck",
+                     RETURNING kind, identity, first_seen_at, stuck",
                 )
                 .bind(chain)
                 .bind(transfer_id)
@@ -674,6 +687,8 @@ pub async fn apply_steps(
                 history.push(HistoryEntry {
                     transfer_id: *transfer_id,
                     from: Some(*from),
+                    kind: row.get("kind"),
+                    identity: row.get("identity"),
                     to: *to,
                     stuck: row.get("stuck"),
                     reason: reason.clone(),
@@ -686,7 +701,7 @@ pub async fn apply_steps(
                 let row = sqlx::query(
                     "UPDATE transfers SET stuck = true, updated_at = $3
                      WHERE chain = $1 AND id = $2 AND NOT stuck AND status IN ('pending', 'confirming', 'reorged')
-                     RETURNING status",
+                     RETURNING status, kind, identity",
                 )
                 .bind(chain)
                 .bind(transfer_id)
@@ -694,13 +709,14 @@ pub async fn apply_steps(
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(Error::db("mark_stuck"))?;
-                let Some(status) =
-                    row.and_then(|r| TransferStatus::parse(&r.get::<String, _>("status")))
-                else {
+                let Some(row) = row else { continue };
+                let Some(status) = TransferStatus::parse(&row.get::<String, _>("status")) else {
                     continue;
                 };
                 history.push(HistoryEntry {
                     transfer_id: *transfer_id,
+                    kind: row.get("kind"),
+                    identity: row.get("identity"),
                     from: Some(status),
                     to: status,
                     stuck: true,
@@ -790,6 +806,8 @@ pub async fn register_watched(
         chain,
         vec![HistoryEntry {
             transfer_id: id,
+            kind: "watched_tx".to_owned(),
+            identity: format!("{tx_hash:#x}"),
             from: None,
             to: TransferStatus::Pending,
             stuck: false,
