@@ -453,7 +453,7 @@ impl EvmRpc {
                     let chunk = chunk.clone();
                     async move {
                         let client = p.client();
-                        let mut batch = alloy::rpc::client::BatchRequest::new(&client);
+                        let mut batch = alloy::rpc::client::BatchRequest::new(client);
                         let mut waiters = Vec::with_capacity(chunk.len());
                         for (to, input) in &chunk {
                             let request = TransactionRequest::default()
