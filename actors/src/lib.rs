@@ -14,8 +14,11 @@
 //! - [`chain`]: the pure domain: [`chain::BlockRef`], [`chain::ChainEvent`], [`chain::ReorgWindow`].
 //! - [`contracts`]: event types of the stream contracts and log decoding.
 //! - [`listener`]: chain listeners (EVM over alloy) with adaptive ranges and RPC failover.
-//! - [`reconciler`]: turns chain events into transfer steps and hands them to the writer.
-//! - [`writer`]: the store writer actor and its sqlx repository (every apply next to its unwind).
+//! - [`reconciler`]: reads what a write needs from the node, runs the stuck sweeper and the drift
+//!   check; [`reconciler::policy`] is the pure state machine and `decide`.
+//! - [`writer`]: the store writer actor; one transaction per batch or sweep (`reconcile`), with
+//!   blocks and logs (`store`), transfers, history and outbox (`transfers`) and projections
+//!   (`projections`), every apply next to its unwind.
 //! - [`messages`]: messages crossing actors; [`metrics`]: every metric; [`error`]: the error type.
 
 pub mod chain;
