@@ -429,14 +429,15 @@ async fn sweep_pass(
         })
         .collect();
 
-    // Ask the node about watched transactions that are not in a block yet (or were orphaned).
+    // Ask the node about watched transactions that are not final: not in a block yet, orphaned, or
+    // in a block that a reorg may have replaced before the listener got there.
     let observed: Vec<(i64, TransferState)> = futures::stream::iter(states)
         .map(|(id, mut state, watched)| {
             let rpc = rpc.clone();
             async move {
                 if let (
                     Some((hash, sender, nonce)),
-                    TransferStatus::Pending | TransferStatus::Reorged,
+                    TransferStatus::Pending | TransferStatus::Reorged | TransferStatus::Confirming,
                 ) = (watched, state.status)
                 {
                     state.observation = observe(&rpc, hash, sender, nonce).await?;

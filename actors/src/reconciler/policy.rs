@@ -265,6 +265,44 @@ pub fn decide(
     let mut block = transfer.block;
 
     match (&transfer.observation, status) {
+        // The receipt now names another block than the one recorded (a reorg the listener has not
+        // indexed yet moved it): orphaned, then included again where the node says.
+        (
+            Observation::Mined {
+                block: mined,
+                block_hash,
+                success,
+                revert_reason,
+            },
+            Confirming,
+        ) if transfer
+            .block_hash
+            .is_some_and(|recorded| recorded != *block_hash) =>
+        {
+            steps.push(transition(
+                Confirming,
+                Reorged,
+                "moved to another block",
+                Some(*mined),
+                None,
+            ));
+            steps.push(transition(
+                Reorged,
+                Confirming,
+                "reincluded",
+                Some(*mined),
+                Some(*block_hash),
+            ));
+            block = Some(*mined);
+            if !success {
+                let reason = match revert_reason {
+                    Some(text) => format!("reverted: {text}"),
+                    None => "reverted".to_owned(),
+                };
+                steps.push(transition(Confirming, Failed, reason, Some(*mined), None));
+                status = Failed;
+            }
+        }
         (
             Observation::Mined {
                 block: mined,
@@ -556,6 +594,34 @@ mod tests {
         assert!(
             matches!(&steps[1], Step::Transition { reason, .. } if reason == "reverted: InsufficientUnlockedBalance()")
         );
+    }
+
+    #[test]
+    fn a_receipt_in_another_block_reorgs_and_reincludes_the_transfer() {
+        let rule = ConfirmationRule::Depth(3);
+        let mut t = transfer(TransferStatus::Confirming, Some(20));
+        t.observation = Observation::Mined {
+            block: 21,
+            block_hash: [9; 32],
+            success: true,
+            revert_reason: None,
+        };
+        let steps = decide(&t, &chain(21, rule, None), &policy(rule), at(1));
+        assert_eq!(
+            statuses(&steps),
+            vec![TransferStatus::Reorged, TransferStatus::Confirming]
+        );
+        assert!(
+            matches!(&steps[1], Step::Transition { block: Some(21), block_hash: Some(h), .. } if *h == [9; 32])
+        );
+        // The same block as recorded: nothing to do.
+        t.observation = Observation::Mined {
+            block: 20,
+            block_hash: [1; 32],
+            success: true,
+            revert_reason: None,
+        };
+        assert!(decide(&t, &chain(21, rule, None), &policy(rule), at(1)).is_empty());
     }
 
     #[test]

@@ -661,7 +661,8 @@ pub async fn apply_steps(
                             block_hash = COALESCE($7, block_hash),
                             included_at = CASE WHEN $4 = 'confirming' THEN $5 ELSE included_at END,
                             confirmed_at = CASE WHEN $4 = 'confirmed' THEN $5 ELSE confirmed_at END,
-                            reorged_at = CASE WHEN $4 = 'confirming' THEN NULL ELSE reorged_at END
+                            reorged_at = CASE WHEN $4 = 'reorged' THEN $5
+                                              WHEN $4 = 'confirming' THEN NULL ELSE reorged_at END
                      WHERE chain = $1 AND id = $2 AND status = $3
                      RETURNING kind, identity, first_seen_at, stuck",
                 )
