@@ -20,11 +20,18 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// A free TCP port on 127.0.0.1 (released before returning; the caller binds it soon after).
+///
+/// Drawn at random below Linux's ephemeral range (32768 and up) rather than asked of the kernel:
+/// `bind(0)` hands out ephemeral ports, and a port one test just released could be handed to a
+/// test running beside it before the first one's process binds it again.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
+    for _ in 0..1000 {
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), 10_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between 10000 and 32000");
 }
 
 /// A running anvil, killed on drop.
