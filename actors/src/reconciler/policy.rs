@@ -248,6 +248,21 @@ fn transition(
     }
 }
 
+/// `confirming → failed` for a transaction mined with status 0, naming the revert when known.
+fn reverted(revert_reason: &Option<String>, block: u64) -> Step {
+    let reason = match revert_reason {
+        Some(text) => format!("reverted: {text}"),
+        None => "reverted".to_owned(),
+    };
+    transition(
+        TransferStatus::Confirming,
+        TransferStatus::Failed,
+        reason,
+        Some(block),
+        None,
+    )
+}
+
 /// Decides what to do with one transfer now. Pure: same inputs, same steps.
 ///
 /// Order of the rules: what the node says about a watched transaction first (inclusion, revert,
@@ -295,11 +310,7 @@ pub fn decide(
             ));
             block = Some(*mined);
             if !success {
-                let reason = match revert_reason {
-                    Some(text) => format!("reverted: {text}"),
-                    None => "reverted".to_owned(),
-                };
-                steps.push(transition(Confirming, Failed, reason, Some(*mined), None));
+                steps.push(reverted(revert_reason, *mined));
                 status = Failed;
             }
         }
@@ -327,11 +338,7 @@ pub fn decide(
             status = Confirming;
             block = Some(*mined);
             if !success {
-                let reason = match revert_reason {
-                    Some(text) => format!("reverted: {text}"),
-                    None => "reverted".to_owned(),
-                };
-                steps.push(transition(Confirming, Failed, reason, Some(*mined), None));
+                steps.push(reverted(revert_reason, *mined));
                 status = Failed;
             }
         }
@@ -344,11 +351,7 @@ pub fn decide(
             },
             Confirming,
         ) => {
-            let reason = match revert_reason {
-                Some(text) => format!("reverted: {text}"),
-                None => "reverted".to_owned(),
-            };
-            steps.push(transition(Confirming, Failed, reason, Some(*mined), None));
+            steps.push(reverted(revert_reason, *mined));
             status = Failed;
         }
         (Observation::NotMined { nonce_taken: true }, Pending | Reorged) => {

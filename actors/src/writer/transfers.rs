@@ -131,30 +131,21 @@ pub async fn write_history(
     let reasons: Vec<&str> = entries.iter().map(|e| e.reason.as_str()).collect();
     let blocks: Vec<Option<i64>> = entries.iter().map(|e| e.block.map(to_i64)).collect();
     let topics: Vec<&str> = entries.iter().map(|e| e.topic).collect();
-    sqlx::query(
-        "INSERT INTO transfer_history (chain, seq, transfer_id, from_status, to_status, stuck, reason, block_number, at)
-         SELECT $1, h.seq, h.transfer_id, h.from_status, h.to_status, h.stuck, h.reason, h.block_number, $9
-         FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bool[], $7::text[], $8::bigint[])
-           AS h (seq, transfer_id, from_status, to_status, stuck, reason, block_number)",
-    )
-    .bind(chain)
-    .bind(&seqs)
-    .bind(&ids)
-    .bind(&froms)
-    .bind(&tos)
-    .bind(&stuck)
-    .bind(&reasons)
-    .bind(&blocks)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map_err(Error::db("write_history"))?;
     let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
     let identities: Vec<&str> = entries.iter().map(|e| e.identity.as_str()).collect();
-    // The event itself, no join: consumers (and the notifier) read the transfer's current row
-    // from v_transfers by (chain, transfer_id) for amounts, addresses and details.
+    // One statement writes both: the history row and its outbox event. The event carries no join:
+    // consumers (and the notifier) read the transfer's current row from v_transfers by
+    // (chain, transfer_id) for amounts, addresses and details.
     sqlx::query(
-        "INSERT INTO outbox (chain, seq, topic, transfer_id, payload, created_at)
+        "WITH h AS (
+             SELECT * FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bool[], $7::text[],
+                                  $8::bigint[], $10::text[], $11::text[], $12::text[])
+               AS h (seq, transfer_id, from_status, to_status, stuck, reason, block_number, topic, kind, identity)),
+         history AS (
+             INSERT INTO transfer_history (chain, seq, transfer_id, from_status, to_status, stuck, reason,
+                                           block_number, at)
+             SELECT $1, seq, transfer_id, from_status, to_status, stuck, reason, block_number, $9 FROM h)
+         INSERT INTO outbox (chain, seq, topic, transfer_id, payload, created_at)
          SELECT $1, h.seq, h.topic, h.transfer_id,
                 jsonb_build_object(
                     'id', $1 || ':' || h.seq, 'topic', h.topic, 'chain', $1,
@@ -162,9 +153,7 @@ pub async fn write_history(
                     'from_status', h.from_status, 'status', h.to_status, 'stuck', h.stuck,
                     'reason', h.reason, 'block_number', h.block_number, 'at', $9),
                 $9
-         FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bool[], $7::text[], $8::bigint[],
-                     $10::text[], $11::text[], $12::text[])
-           AS h (seq, transfer_id, from_status, to_status, stuck, reason, block_number, topic, kind, identity)",
+         FROM h",
     )
     .bind(chain)
     .bind(&seqs)
@@ -180,7 +169,7 @@ pub async fn write_history(
     .bind(&identities)
     .execute(&mut *conn)
     .await
-    .map_err(Error::db("write_outbox"))?;
+    .map_err(Error::db("write_history"))?;
     Ok(count)
 }
 
