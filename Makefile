@@ -7,7 +7,8 @@ SHELL := bash
 # Benchmarks, one target each; `make bench` runs every one listed here.
 BENCHES := bench-evm
 
-.PHONY: help run test lint fmt build contracts contracts-check devnet db bench bench-evm tools clean-local
+.PHONY: help run test lint fmt build contracts contracts-check devnet db bench bench-evm tools clean-local \
+	ton-scenarios-install ton-scenarios ton-scenarios-check
 
 help: ## List the targets
 	@echo "Usage: make TARGET"
@@ -35,6 +36,15 @@ contracts: tools ## Compile the test contracts (devnet/compile.js)
 
 contracts-check: tools ## Check the committed contract artifacts against their sources
 	node devnet/compile.js --check
+
+ton-scenarios-install: ## Install the pinned TON emulator packages (devnet/ton-sandbox)
+	npm ci --prefix devnet/ton-sandbox
+
+ton-scenarios: ton-scenarios-install ## Regenerate the TON scenarios (tests/fixtures/ton/sandbox) with @ton/sandbox
+	node devnet/ton-sandbox/generate.mjs
+
+ton-scenarios-check: ton-scenarios-install ## Check the committed TON scenarios against the generator
+	node devnet/ton-sandbox/generate.mjs --check
 
 devnet: tools ## Run only the devnet: anvil on :8545, the test contracts and the traffic generator
 	cargo build --bin chainsync
