@@ -28,4 +28,5 @@ pub mod listener;
 pub mod messages;
 pub mod metrics;
 pub mod reconciler;
+pub mod ton;
 pub mod writer;

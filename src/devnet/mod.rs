@@ -10,12 +10,14 @@
 //!   [`generate_events`] floods it until a number of logs exist.
 //! - [`DevnetCommand`] / [`run`] are the `chainsync devnet` subcommands.
 //! - [`bindings`] are the generated contract bindings (deploy, call, decode).
+//! - [`ton_liteserver`] is a loopback TON liteserver serving recorded transactions.
 
 pub mod accounts;
 pub mod bindings;
 mod deploy;
 mod error;
 mod sender;
+pub mod ton_liteserver;
 mod traffic;
 
 use std::path::PathBuf;
@@ -80,6 +82,37 @@ pub enum DevnetCommand {
         #[arg(long, default_value_t = 10_000)]
         events: usize,
     },
+    /// Serve the recorded TON transactions of tests/fixtures/ton over the liteserver protocol.
+    ///
+    /// The masterchain advances one block per --block-interval; scenario steps are released
+    /// --steps-per-block at a time from block 2 on (the mainnet chain at block 1).
+    TonLiteserver {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:46000")]
+        listen: std::net::SocketAddr,
+        /// The fixtures folder.
+        #[arg(long, default_value = "tests/fixtures/ton")]
+        fixtures: PathBuf,
+        /// Time between two masterchain blocks.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        block_interval: std::time::Duration,
+        /// Scenario steps released per masterchain block.
+        #[arg(long, default_value_t = 1)]
+        steps_per_block: usize,
+        /// Unix time in milliseconds of masterchain block 1 (default: now); servers started
+        /// with the same value serve the same chain.
+        #[arg(long)]
+        genesis_unix_ms: Option<u64>,
+        /// Answer every request with "not ready", like a liteserver that is out of sync.
+        #[arg(long)]
+        not_ready: bool,
+        /// Never serve this account's transactions (repeatable).
+        #[arg(long)]
+        withhold: Vec<String>,
+        /// Extra scenario files to serve after the sandbox ones (repeatable).
+        #[arg(long)]
+        scenario: Vec<PathBuf>,
+    },
 }
 
 /// Runs a `chainsync devnet` subcommand.
@@ -140,6 +173,28 @@ pub async fn run(command: DevnetCommand) -> anyhow::Result<()> {
                 "generated {produced} contract logs in {:.1}s",
                 started.elapsed().as_secs_f64()
             );
+        }
+        DevnetCommand::TonLiteserver {
+            listen,
+            fixtures,
+            block_interval,
+            steps_per_block,
+            genesis_unix_ms,
+            not_ready,
+            withhold,
+            scenario,
+        } => {
+            ton_liteserver::serve(ton_liteserver::ServeOptions {
+                listen,
+                fixtures,
+                block_interval,
+                steps_per_block,
+                genesis_unix_ms,
+                not_ready,
+                withhold,
+                extra_scenarios: scenario,
+            })
+            .await?;
         }
     }
     Ok(())

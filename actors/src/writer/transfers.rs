@@ -44,10 +44,10 @@ fn to_u64(value: i64) -> u64 {
 
 /// Phases of the order key: within one block, orphaning comes first, then inclusion, then
 /// confirmation, then the stuck flag.
-const PHASE_ORPHANED: u8 = 0;
-const PHASE_INCLUDED: u8 = 1;
-const PHASE_SETTLED: u8 = 2;
-const PHASE_FLAGGED: u8 = 3;
+pub(crate) const PHASE_ORPHANED: u8 = 0;
+pub(crate) const PHASE_INCLUDED: u8 = 1;
+pub(crate) const PHASE_SETTLED: u8 = 2;
+pub(crate) const PHASE_FLAGGED: u8 = 3;
 
 /// One history row (and its outbox event) to write.
 #[derive(Debug, Clone)]
@@ -85,7 +85,7 @@ pub struct TransferSummary {
 
 /// Allocates `transfers` transfer ids and `events` history/outbox sequence numbers from the
 /// chain's transactional counters; returns the first of each.
-async fn allocate(
+pub(crate) async fn allocate(
     conn: &mut PgConnection,
     chain: &str,
     transfers: usize,
@@ -205,7 +205,7 @@ pub async fn write_events(
     Ok(())
 }
 
-fn topic_for(status: TransferStatus) -> &'static str {
+pub(crate) fn topic_for(status: TransferStatus) -> &'static str {
     match status {
         TransferStatus::Pending => "transfer.pending",
         TransferStatus::Confirming => "transfer.confirming",
