@@ -15,10 +15,15 @@ use chainsync_actors::messages::Retention;
 use chainsync_actors::metrics::METRICS;
 use chainsync_actors::reconciler::policy::{ConfirmationRule, ReconcilePolicy};
 use chainsync_actors::reconciler::{Reconciler, ReconcilerSettings, SystemClock};
+use chainsync_actors::ton::decode::TonAccount;
+use chainsync_actors::ton::listener::{TonListener, TonListenerSettings, WatchedAccount};
+use chainsync_actors::ton::store::TonPolicy;
 use chainsync_actors::writer::{self, store, StoreWriter};
 use sqlx::{PgPool, Row};
 
+use crate::config::TonAddress as ConfigTonAddress;
 use crate::config::{Config, ConfirmationPolicy, EvmChainConfig, RetentionConfig};
+use crate::config::{TonAccountRole, TonNetworkConfig};
 use crate::redact::SecretUrl;
 use crate::telemetry::{ChainState, Readiness};
 use crate::{api, db, telemetry};
@@ -138,7 +143,9 @@ async fn check_identity(pool: &PgPool, settings: &EvmListenerSettings) -> anyhow
 /// holds an address to it.
 struct ChainPipeline {
     arbiter: Arbiter,
-    _listener: Addr<EvmListener>,
+    _listener: Box<dyn std::any::Any + Send>,
+    /// TON: the connection holding the network's advisory lock (EVM: the store writer holds it).
+    _lock: Option<sqlx::PgConnection>,
 }
 
 /// Starts one chain's pipeline on its own arbiter once this instance holds the chain's lock.
@@ -190,7 +197,88 @@ async fn start_evm_chain(
     tracing::info!(chain = %chain, "chain pipeline started");
     Ok(ChainPipeline {
         arbiter,
-        _listener: listener,
+        _listener: Box::new(listener),
+        _lock: None,
+    })
+}
+
+fn ton_account(address: &ConfigTonAddress) -> TonAccount {
+    TonAccount {
+        workchain: address.workchain(),
+        address: *address.account_id(),
+    }
+}
+
+/// The listener settings of one `[[ton]]` network.
+pub fn ton_listener_settings(network: &TonNetworkConfig) -> TonListenerSettings {
+    let accounts = network
+        .accounts
+        .iter()
+        .map(|account| match account.role {
+            TonAccountRole::Deposit => WatchedAccount::Deposit {
+                address: ton_account(&account.address),
+                memo: account.memo.clone(),
+            },
+            TonAccountRole::HotWallet => WatchedAccount::HotWallet {
+                address: ton_account(&account.address),
+            },
+            TonAccountRole::JettonDeposit => WatchedAccount::JettonOwner {
+                owner: ton_account(&account.address),
+                masters: account.jetton_masters.iter().map(ton_account).collect(),
+            },
+        })
+        .collect();
+    TonListenerSettings {
+        chain: network.name.clone(),
+        network: network.network.as_str().to_owned(),
+        global_config_json: network.global_config_json.clone(),
+        request_timeout: network.request_timeout,
+        poll_interval: network.poll_interval,
+        policy: TonPolicy {
+            confirmations: network.confirmations,
+            stuck_after: network.stuck_after,
+        },
+        accounts,
+    }
+}
+
+/// Starts one TON network's listener on its own arbiter once this instance holds its lock.
+async fn start_ton_network(
+    settings: TonListenerSettings,
+    pool: PgPool,
+    database_url: String,
+    readiness: Readiness,
+) -> anyhow::Result<ChainPipeline> {
+    let chain = settings.chain.clone();
+    let max_silence = (settings.poll_interval * 10).max(Duration::from_secs(120));
+    readiness.set(&chain, ChainState::Starting, max_silence);
+    // The network identity is checked before anything is indexed: a mismatch stops the process.
+    let client = chainsync_actors::ton::client::TonClient::new(
+        &chain,
+        &settings.global_config_json,
+        settings.request_timeout,
+    )?;
+    let info = client.masterchain_info().await?;
+    let mut conn = pool.acquire().await?;
+    chainsync_actors::ton::store::ensure_identity(
+        &mut conn,
+        &chain,
+        &settings.network,
+        info.init.root_hash.0,
+    )
+    .await?;
+    drop(conn);
+    readiness.set(&chain, ChainState::Standby, max_silence);
+    let lock = writer::connect_and_lock(&database_url, &chain).await?;
+    let arbiter = Arbiter::new();
+    let listener =
+        Supervisor::start_in_arbiter(&arbiter.handle(), move |_| TonListener::new(settings, pool));
+    readiness.set(&chain, ChainState::Active, max_silence);
+    tracing::info!(chain = %chain, "TON network pipeline started");
+    Ok(ChainPipeline {
+        arbiter,
+        _listener: Box::new(listener),
+        _lock: Some(lock),
     })
 }
 
@@ -222,6 +310,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         roles.dedup();
         METRICS.init_evm_chain(&chain.name, &roles);
     }
+    for network in &config.ton {
+        METRICS.init_ton_chain(&network.name);
+    }
 
     let readiness = Readiness::default();
     let ops = telemetry::serve_ops(config.metrics.listen, pool.clone(), readiness.clone())
@@ -248,6 +339,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         actix::spawn(async move {
             let name = settings.chain.clone();
             match start_evm_chain(settings, reconciler, pool, url, readiness).await {
+                Ok(pipeline) => {
+                    if let Ok(mut list) = arbiters.lock() {
+                        list.push(pipeline);
+                    }
+                }
+                Err(err) => {
+                    let _ = failed.send(format!("chain {name}: {err:#}"));
+                }
+            }
+        });
+    }
+    for network in &config.ton {
+        let settings = ton_listener_settings(network);
+        let pool = pool.clone();
+        let url = url.clone();
+        let readiness = readiness.clone();
+        let arbiters = arbiters.clone();
+        let failed = failed_tx.clone();
+        actix::spawn(async move {
+            let name = settings.chain.clone();
+            match start_ton_network(settings, pool, url, readiness).await {
                 Ok(pipeline) => {
                     if let Ok(mut list) = arbiters.lock() {
                         list.push(pipeline);

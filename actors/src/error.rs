@@ -48,6 +48,14 @@ pub enum Error {
         /// Genesis hash the node reports.
         node_genesis: B256,
     },
+    /// The TON liteservers serve another network than the one this database indexes.
+    #[error("chain {chain}: {message}")]
+    NetworkMismatch {
+        /// Chain name.
+        chain: String,
+        /// What differs.
+        message: String,
+    },
     /// A reorg reaches below the recent-block window: indexing of the chain halts.
     #[error("chain {chain}: fork point is older than the reorg window (window starts at block {window_start}); indexing halted, run `chainsync rewind` after checking the node")]
     ForkBeyondWindow {
@@ -96,7 +104,9 @@ impl Error {
                     | sqlx::Error::TypeNotFound { .. }
             ),
             Error::Mailbox { .. } | Error::Task { .. } => true,
-            Error::IdentityMismatch { .. } | Error::ForkBeyondWindow { .. } => false,
+            Error::IdentityMismatch { .. }
+            | Error::NetworkMismatch { .. }
+            | Error::ForkBeyondWindow { .. } => false,
         }
     }
 
@@ -105,7 +115,7 @@ impl Error {
         match self {
             Error::Rpc { .. } => "rpc",
             Error::Inconsistent { .. } => "inconsistent",
-            Error::IdentityMismatch { .. } => "identity_mismatch",
+            Error::IdentityMismatch { .. } | Error::NetworkMismatch { .. } => "identity_mismatch",
             Error::ForkBeyondWindow { .. } => "fork_beyond_window",
             Error::Db { .. } => "db",
             Error::Mailbox { .. } => "mailbox",

@@ -365,6 +365,42 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Creates the series of one TON network at zero so they exist before the first poll.
+    pub fn init_ton_chain(&self, chain: &str) {
+        for gauge in [
+            &self.chain_head_block,
+            &self.indexed_block,
+            &self.confirmed_block,
+            &self.chain_halted,
+        ] {
+            gauge.with_label_values(&[chain]);
+        }
+        self.chain_head_age_seconds.with_label_values(&[chain]);
+        self.listener_progress_timestamp_seconds
+            .with_label_values(&[chain]);
+        self.chain_stalled.with_label_values(&[chain]);
+        for kind in crate::ton::store::TON_TRANSFER_KINDS {
+            self.stuck_transfers.with_label_values(&[chain, kind]);
+            self.transfer_confirmation_seconds
+                .with_label_values(&[chain, kind]);
+            for status in TRANSFER_STATUSES {
+                self.transfers.with_label_values(&[chain, kind, status]);
+            }
+        }
+        for method in crate::ton::client::LITE_METHODS {
+            self.rpc_request_duration_seconds
+                .with_label_values(&[chain, method]);
+            for outcome in crate::ton::client::LITE_OUTCOMES {
+                self.rpc_requests_total
+                    .with_label_values(&[chain, method, outcome]);
+            }
+        }
+        self.actor_restarts_total
+            .with_label_values(&["ton_listener"]);
+    }
+}
+
 /// The process-wide metrics.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 

@@ -102,3 +102,74 @@ pub fn now_unix_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// One `[[ton.accounts]]` entry: role, address and extra `key = value` lines.
+pub struct Account<'a> {
+    pub role: &'a str,
+    pub address: String,
+    pub extra: String,
+}
+
+/// Writes a configuration with one TON network `ton-test` (network `devnet`) on liteservers at
+/// `ports` and the given accounts; `network_extra` holds `key = value` lines for the `[[ton]]`
+/// table (confirmations, poll_interval, stuck_after...).
+pub fn write_ton_config(
+    dir: &std::path::Path,
+    db_url: &str,
+    ports: &[u16],
+    network_extra: &str,
+    accounts: &[Account<'_>],
+) -> PathBuf {
+    let liteservers = dir.join("liteservers.json");
+    std::fs::write(&liteservers, global_config(ports)).expect("write liteservers");
+    let api_port = free_port();
+    let metrics_port = free_port();
+    let mut text = format!(
+        r#"[database]
+url = "{db_url}"
+max_connections = 4
+api_max_connections = 2
+
+[api]
+listen = "127.0.0.1:{api_port}"
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+
+[log]
+level = "info,chainsync=debug"
+
+[[ton]]
+name = "ton-test"
+network = "devnet"
+liteservers = "{}"
+request_timeout = "2s"
+{network_extra}
+"#,
+        liteservers.display()
+    );
+    for account in accounts {
+        text.push_str(&format!(
+            "\n[[ton.accounts]]\nrole = \"{}\"\naddress = \"{}\"\n{}\n",
+            account.role, account.address, account.extra
+        ));
+    }
+    let path = dir.join("chainsync.toml");
+    std::fs::write(&path, text).expect("write test config");
+    path
+}
+
+/// A sandbox scenario file of `tests/fixtures/ton/sandbox`.
+pub fn scenario(name: &str) -> serde_json::Value {
+    let path = repo_root().join(format!("tests/fixtures/ton/sandbox/{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("scenario readable"))
+        .expect("scenario parses")
+}
+
+/// The address labelled `label` in a scenario.
+pub fn scenario_account(scenario: &serde_json::Value, label: &str) -> String {
+    scenario["accounts"][label]
+        .as_str()
+        .unwrap_or_else(|| panic!("scenario has no account {label}"))
+        .to_owned()
+}

@@ -54,6 +54,8 @@ pub const MAX_ATTEMPTS: usize = 6;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest backoff delay between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3);
+/// Connections kept open to each liteserver: requests of one poll run this many at a time.
+pub const CONNECTIONS_PER_LITESERVER: u32 = 8;
 /// Transactions per `getTransactions` page (liteservers answer at most 16).
 pub const PAGE_SIZE: u32 = 16;
 
@@ -267,6 +269,8 @@ impl TonClient {
                         0,
                         request_timeout.as_millis() as u64,
                     ))
+                    .with_connections_per_node(CONNECTIONS_PER_LITESERVER)
+                    .with_conn_timeout(request_timeout)
                     .build()
                 })
                 .map_err(|e| invalid(format!("liteserver {label}: {e}")))?;
@@ -285,6 +289,11 @@ impl TonClient {
     pub fn with_max_attempts(mut self, attempts: usize) -> Self {
         self.max_attempts = attempts.max(1);
         self
+    }
+
+    /// The chain name this client serves.
+    pub fn chain(&self) -> &str {
+        &self.chain
     }
 
     /// The liteserver labels (`ip:port`), in rotation order.
