@@ -8,6 +8,8 @@
 #           (psql, pg_isready) to reach the database
 #   node    Node.js and npm, for the devnet tooling
 #   anvil   `npm ci --prefix devnet`: anvil and solc, pinned in devnet/package-lock.json
+#   ton-sandbox `npm ci --prefix devnet/ton-sandbox`: the TON emulator that generates the TON
+#           scenarios, pinned in devnet/ton-sandbox/package-lock.json
 #
 # A new tool gets a function `step_NAME` and a place in STEPS.
 set -euo pipefail
@@ -15,7 +17,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-STEPS=(rust debian node anvil)
+STEPS=(rust debian node anvil ton-sandbox)
 
 deb_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
 
@@ -69,6 +71,14 @@ step_anvil() {
     npm ci --prefix devnet --no-audit --no-fund --loglevel=error
   fi
   [[ -x $ANVIL_BIN ]] || die "npm ci did not install anvil at devnet/node_modules/.bin/anvil"
+}
+
+step_ton_sandbox() {
+  local dir=devnet/ton-sandbox
+  if [[ ! -d $dir/node_modules/@ton/sandbox || $dir/package-lock.json -nt $dir/node_modules/.package-lock.json ]]; then
+    say "installing the TON emulator: npm ci --prefix $dir"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+  fi
 }
 
 # The Debian package with initdb and pg_ctl, for the private cluster when no server is reachable.

@@ -15,6 +15,7 @@ ANVIL_BIN="$REPO_ROOT/devnet/node_modules/.bin/anvil"
 
 # These ports match config/default.toml; change them there and here together.
 ANVIL_PORT=8545
+TON_LITESERVER_PORT=46000
 API_PORT=8080
 METRICS_PORT=9100
 ANVIL_URL="http://127.0.0.1:$ANVIL_PORT"
@@ -323,6 +324,22 @@ start_devnet() {
     "$CHAINSYNC_BIN" devnet traffic --rpc-url "$ANVIL_URL" \
     --deployment "$DEVNET_DIR/deployment.json" --seed "$TRAFFIC_SEED" --rate "$TRAFFIC_RATE"
   say "traffic generator started (seed $TRAFFIC_SEED, rate $TRAFFIC_RATE)"
+}
+
+# Starts the loopback TON liteserver on 127.0.0.1:46000 (the devnet TON source of
+# config/default.toml): the recorded mainnet chain and the @ton/sandbox scenarios, one masterchain
+# block per second. Logs go to .local/devnet/ton-liteserver.log.
+start_ton_liteserver() {
+  require_free_port "$TON_LITESERVER_PORT" "TON liteserver"
+  : >"$DEVNET_DIR/ton-liteserver.log"
+  start_child ton-liteserver "$DEVNET_DIR/ton-liteserver.log" \
+    "$CHAINSYNC_BIN" devnet ton-liteserver --listen "127.0.0.1:$TON_LITESERVER_PORT" \
+    --fixtures tests/fixtures/ton --block-interval 1s --steps-per-block 1
+  if ! wait_for ton-liteserver 30 port_in_use "$TON_LITESERVER_PORT"; then
+    show_log_tail "$DEVNET_DIR/ton-liteserver.log"
+    die "the TON liteserver did not listen on 127.0.0.1:$TON_LITESERVER_PORT within 30 s"
+  fi
+  say "TON liteserver listens on 127.0.0.1:$TON_LITESERVER_PORT"
 }
 
 # Waits for the children to exit. An exit of the traffic generator is reported and tolerated;

@@ -5,6 +5,8 @@
 #   build      cargo build --workspace --all-targets
 #   clippy     cargo clippy --workspace --all-targets -- -D warnings
 #   contracts  node devnet/compile.js --check (the committed contract artifacts match the sources)
+#   scenarios  node devnet/ton-sandbox/generate.mjs --check (the committed TON scenarios equal a
+#              fresh generation by the TON emulator)
 #   dashboards scripts/check-dashboards.sh (promtool: alert rules, their unit tests, the example config)
 #   tests      cargo nextest run (cargo test when nextest is absent) against real Postgres and anvil
 #   smoke      tests/smoke_run.sh (make run, Ctrl-C, everything stopped)
@@ -53,6 +55,7 @@ stage fmt cargo fmt --all -- --check
 stage build cargo build --workspace --all-targets
 stage clippy cargo clippy --workspace --all-targets -- -D warnings
 stage contracts node devnet/compile.js --check
+stage scenarios node devnet/ton-sandbox/generate.mjs --check
 stage dashboards scripts/check-dashboards.sh
 ensure_postgres
 export CHAINSYNC_TEST_DATABASE_URL=$PG_SERVER_URL

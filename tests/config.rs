@@ -119,7 +119,7 @@ fn default_config_describes_the_local_devnet() {
     let config = load("config/default.toml").expect("default.toml is valid");
     assert_eq!(
         config.summary(),
-        "ok: 1 EVM chain (devnet: 2 contracts), 1 TON network (ton-devnet: 3 accounts)"
+        "ok: 1 EVM chain (devnet: 2 contracts), 1 TON network (ton-devnet: 6 accounts)"
     );
     assert_eq!(
         config.database.url.expose(),
@@ -156,12 +156,15 @@ fn default_config_describes_the_local_devnet() {
         roles,
         [
             TonAccountRole::Deposit,
+            TonAccountRole::Deposit,
+            TonAccountRole::HotWallet,
+            TonAccountRole::HotWallet,
             TonAccountRole::HotWallet,
             TonAccountRole::JettonDeposit
         ]
     );
     assert_eq!(ton.accounts[0].memo.as_deref(), Some("order-"));
-    assert_eq!(ton.accounts[2].jetton_masters.len(), 1);
+    assert_eq!(ton.accounts[5].jetton_masters.len(), 1);
 }
 
 #[test]
@@ -569,7 +572,7 @@ fn check_config_accepts_the_default_file_with_a_summary() {
     // The summary may be preceded by the file name.
     assert!(
         stdout.trim().ends_with(
-            "ok: 1 EVM chain (devnet: 2 contracts), 1 TON network (ton-devnet: 3 accounts)"
+            "ok: 1 EVM chain (devnet: 2 contracts), 1 TON network (ton-devnet: 6 accounts)"
         ),
         "{stdout:?}"
     );

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Smoke test of `make run`, as a newcomer would use it: start it, wait until the devnet chain
-# answers eth_blockNumber and chainsync serves /metrics, press Ctrl-C, and check that every process
-# it started is gone 15 s later.
+# answers eth_blockNumber, chainsync serves /metrics and has indexed both the EVM devnet and the
+# TON liteserver, press Ctrl-C, and check that every process it started is gone 15 s later.
 #
-# Needs the ports of config/default.toml (8545, 8080, 9100) free. `make test` runs it last.
+# Needs the ports of config/default.toml (8545, 46000, 8080, 9100) free. `make test` runs it last.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
@@ -50,7 +50,7 @@ serves_metrics() {
   body=$(curl -sf -m 2 "$METRICS_URL") && [[ $body == *$'\n'chainsync_build_info* ]]
 }
 
-for port in "$ANVIL_PORT" "$API_PORT" "$METRICS_PORT"; do
+for port in "$ANVIL_PORT" "$TON_LITESERVER_PORT" "$API_PORT" "$METRICS_PORT"; do
   if port_in_use "$port"; then fail "127.0.0.1:$port is already taken before the test started"; fi
 done
 
@@ -86,9 +86,22 @@ until serves_metrics; do
 done
 say "chainsync serves its metrics"
 
+# The value of the metric line starting with $1 (0 when absent).
+metric_value() {
+  curl -sf -m 2 "$METRICS_URL" | awk -v prefix="$1" 'index($0, prefix) == 1 { print $2; found = 1 } END { if (!found) print 0 }'
+}
+for chain in devnet ton-devnet; do
+  until [[ $(metric_value "chainsync_indexed_block{chain=\"$chain\"}") != 0 ]]; do
+    alive "$chainsync_pid" || fail "chainsync exited before it indexed $chain"
+    ((SECONDS < deadline)) || fail "chainsync did not index $chain within ${READY_DEADLINE}s"
+    sleep 0.5
+  done
+  say "chainsync indexes $chain (indexed block $(metric_value "chainsync_indexed_block{chain=\"$chain\"}"))"
+done
+
 declare -A started=()
 while read -r name pid; do started[$name]=$pid; done <"$PIDS_FILE"
-for name in anvil traffic chainsync; do
+for name in anvil traffic ton-liteserver chainsync; do
   [[ -n ${started[$name]:-} ]] || fail "$PIDS_FILE does not record $name"
 done
 
