@@ -400,6 +400,12 @@ pub async fn watch(
     nonce: Option<u64>,
     label: Option<&str>,
 ) -> anyhow::Result<()> {
+    if config.ton.iter().any(|n| n.name == chain) {
+        if from.is_some() || nonce.is_some() {
+            bail!("--from and --nonce apply to EVM chains; {chain:?} is a TON network");
+        }
+        return watch_ton(config, chain, tx_hash, label).await;
+    }
     let hash: B256 = tx_hash.parse().map_err(|_| {
         anyhow::anyhow!("tx hash {tx_hash:?}: expected 0x followed by 64 hex digits")
     })?;
@@ -450,6 +456,50 @@ pub async fn watch(
     } else {
         println!("already watching {hash:#x} on {chain}: transfer {id}");
     }
+    Ok(())
+}
+
+/// `chainsync watch` on a TON network: registers an outgoing transfer by the TEP-467 normalised
+/// hash of its external message, before it lands.
+async fn watch_ton(
+    config: &Config,
+    chain: &str,
+    hash_text: &str,
+    label: Option<&str>,
+) -> anyhow::Result<()> {
+    let digits = hash_text.strip_prefix("0x").unwrap_or(hash_text);
+    let hash: [u8; 32] = hex::decode(digits)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "external message hash {hash_text:?}: expected 64 hex digits (the TEP-467 normalised hash)"
+            )
+        })?;
+    let url = database_url(config);
+    let pool = db::connect(&url, 2, config.database.statement_timeout, false).await?;
+    db::migrate(&pool).await?;
+    let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM chains WHERE name = $1)")
+        .bind(chain)
+        .fetch_one(&pool)
+        .await?;
+    if !known {
+        bail!("TON network {chain:?} has not been indexed yet: start `chainsync run` once so its identity is recorded");
+    }
+    let mut tx = pool.begin().await?;
+    let id = chainsync_actors::ton::store::register_external(
+        &mut tx,
+        chain,
+        hash,
+        label,
+        chrono::Utc::now(),
+    )
+    .await?;
+    tx.commit().await?;
+    println!(
+        "watching external message {} on {chain}: transfer {id}",
+        hex::encode(hash)
+    );
     Ok(())
 }
 

@@ -60,12 +60,14 @@ pub enum Command {
         to: u64,
     },
     /// Register a transaction to follow before it is mined: it becomes a `watched_tx` transfer in
-    /// `pending`, then confirming / confirmed, failed (reverted, replaced, dropped) or stuck.
+    /// `pending`, then confirming / confirmed, failed (reverted, replaced, dropped) or stuck. On a
+    /// TON network: an outgoing transfer by its external message's normalised hash (`ton_outgoing`).
     Watch {
         /// Chain name.
         #[arg(long)]
         chain: String,
-        /// Transaction hash (0x + 64 hex digits).
+        /// EVM: the transaction hash (0x + 64 hex digits). TON: the TEP-467 normalised hash of the
+        /// external message that will make the hot wallet send the transfer (64 hex digits).
         tx_hash: String,
         /// Sender address: with --nonce, another transaction mined with that nonce fails this one
         /// as replaced.

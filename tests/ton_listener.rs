@@ -496,3 +496,137 @@ async fn every_deposit_is_recorded_once_across_kill_9_restarts() {
         "transfers with other than two events: {per_transfer:?}"
     );
 }
+
+/// The TEP-467 hashes of the external messages a scenario account received, by the decoder.
+fn external_hashes(scenario: &Value, account: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for step in scenario["steps"].as_array().expect("steps") {
+        for tx in step["transactions"].as_array().expect("transactions") {
+            if tx["account"] != account {
+                continue;
+            }
+            let decoded = chainsync_actors::ton::decode::decode_transaction_base64(
+                tx["boc_base64"].as_str().expect("boc"),
+                0,
+            )
+            .expect("decodes");
+            if let Some(hash) = decoded.in_msg.and_then(|m| m.normalized_hash) {
+                out.push(hex::encode(hash));
+            }
+        }
+    }
+    out
+}
+
+fn register(config: &std::path::Path, hash: &str) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chainsync"))
+        .args(["watch", "--config"])
+        .arg(config)
+        .args(["--chain", "ton-test", hash, "--label", "payout-batch"])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("chainsync watch runs");
+    assert!(
+        output.status.success(),
+        "chainsync watch failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn registered_external_messages_are_followed_and_unseen_ones_flagged_stuck() {
+    let outgoing = scenario("outgoing");
+    let hot_wallet = scenario_account(&outgoing, "hot_wallet");
+    let hashes = external_hashes(&outgoing, &hot_wallet);
+    assert!(
+        hashes.len() >= 2,
+        "the hot wallet sends with external messages: {hashes:?}"
+    );
+    // The masterchain stays at block 1 for a few seconds: time to register before anything lands.
+    let genesis = (common::ton::now_unix_ms() + 6_000).to_string();
+    let liteserver = Liteserver::start(&[
+        "--only",
+        "outgoing",
+        "--block-interval",
+        "500ms",
+        "--genesis-unix-ms",
+        &genesis,
+    ]);
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_ton_config(
+        dir.path(),
+        &db.url,
+        &[liteserver.port],
+        "confirmations = 1\npoll_interval = \"200ms\"\nstuck_after = \"5s\"",
+        &[Account {
+            role: "hot_wallet",
+            address: hot_wallet.clone(),
+            extra: String::new(),
+        }],
+    );
+    let _chainsync = Chainsync::run(&config);
+    wait_for(
+        "the network identity to be recorded",
+        Duration::from_secs(30),
+        || async { head(&pool).await.map(|_| ()) },
+    )
+    .await;
+    assert_eq!(
+        head(&pool).await,
+        Some(1),
+        "registered before anything landed"
+    );
+    for hash in &hashes {
+        assert!(register(&config, hash).contains("watching external message"));
+    }
+    let never = "ab".repeat(32);
+    register(&config, &never);
+    // Registering again is idempotent.
+    assert!(register(&config, &hashes[0]).contains(&hashes[0]));
+
+    let statuses: Vec<(String, String, bool, Value)> = wait_for(
+        "registered transfers to settle",
+        Duration::from_secs(60),
+        || async {
+            let rows: Vec<(String, String, bool, Value)> = sqlx::query_as(
+                "SELECT identity, status, stuck, details FROM transfers
+                 WHERE chain = 'ton-test' AND identity LIKE 'ext:%' ORDER BY id",
+            )
+            .fetch_all(&pool)
+            .await
+            .ok()?;
+            let done = rows.len() == hashes.len() + 1
+                && rows.iter().all(|(identity, status, stuck, _)| {
+                    if identity.ends_with(&never) {
+                        *stuck && status == "pending"
+                    } else {
+                        status == "confirmed"
+                    }
+                });
+            done.then_some(rows)
+        },
+    )
+    .await;
+    for (identity, _, _, details) in &statuses {
+        assert_eq!(details["label"], "payout-batch");
+        if !identity.ends_with(&never) {
+            assert_eq!(details["account"], hot_wallet.as_str(), "{details}");
+            assert!(details["lt"].is_string());
+        }
+    }
+    // The payouts the registered messages caused carry the hash too.
+    let linked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM v_ton_transfers WHERE chain = 'ton-test' AND ext_normalized_hash = ANY($1)",
+    )
+    .bind(&hashes)
+    .fetch_one(&pool)
+    .await
+    .expect("linked");
+    assert!(
+        linked >= 4,
+        "payouts linked to their external message: {linked}"
+    );
+}

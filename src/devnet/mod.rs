@@ -112,6 +112,9 @@ pub enum DevnetCommand {
         /// Extra scenario files to serve after the sandbox ones (repeatable).
         #[arg(long)]
         scenario: Vec<PathBuf>,
+        /// Serve only this sandbox scenario (file stem, e.g. `outgoing`; repeatable).
+        #[arg(long)]
+        only: Vec<String>,
     },
 }
 
@@ -183,6 +186,7 @@ pub async fn run(command: DevnetCommand) -> anyhow::Result<()> {
             not_ready,
             withhold,
             scenario,
+            only,
         } => {
             ton_liteserver::serve(ton_liteserver::ServeOptions {
                 listen,
@@ -193,6 +197,7 @@ pub async fn run(command: DevnetCommand) -> anyhow::Result<()> {
                 not_ready,
                 withhold,
                 extra_scenarios: scenario,
+                only,
             })
             .await?;
         }

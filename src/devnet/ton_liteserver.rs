@@ -79,6 +79,8 @@ pub struct ServeOptions {
     pub withhold: Vec<String>,
     /// Extra scenario files (same format as the sandbox ones), e.g. for benchmarks.
     pub extra_scenarios: Vec<PathBuf>,
+    /// Serve only these sandbox scenarios (file stems); all when empty.
+    pub only: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -210,7 +212,12 @@ impl World {
         if sandbox.is_dir() {
             for entry in std::fs::read_dir(&sandbox)? {
                 let path = entry?.path();
-                if path.extension().is_some_and(|e| e == "json") {
+                let stem = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default();
+                let wanted = options.only.is_empty() || options.only.iter().any(|o| o == stem);
+                if path.extension().is_some_and(|e| e == "json") && wanted {
                     scenario_files.push(path);
                 }
             }

@@ -285,16 +285,64 @@ pub async fn register_external(
     {
         return Ok(id);
     }
+    // Registered after it landed: the wallet's transaction is already stored.
+    let landed = sqlx::query(
+        "SELECT account, lt::text AS lt, hash, mc_seqno_seen, decoded FROM ton_transactions
+         WHERE chain = $1 AND normalized_ext_hash = $2 ORDER BY lt LIMIT 1",
+    )
+    .bind(chain)
+    .bind(normalized_hash.as_slice())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(Error::db("register_external"))?;
+    let mut details = json!({"registered": true, "label": label});
+    let (status, block, reason, tx_hash) = match &landed {
+        None => (
+            TransferStatus::Pending,
+            None,
+            "registered by external message hash".to_owned(),
+            normalized_hash.to_vec(),
+        ),
+        Some(row) => {
+            let account: String = row.get("account");
+            let lt: String = row.get("lt");
+            let seen: i64 = row.get("mc_seqno_seen");
+            details["account"] = json!(account);
+            details["lt"] = json!(lt);
+            let decoded: serde_json::Value = row.get("decoded");
+            let aborted = decoded["description"]["aborted"] == true;
+            if aborted {
+                (
+                    TransferStatus::Failed,
+                    Some(u64::try_from(seen).unwrap_or(0)),
+                    "aborted".to_owned(),
+                    row.get("hash"),
+                )
+            } else {
+                (
+                    TransferStatus::Confirming,
+                    Some(u64::try_from(seen).unwrap_or(0)),
+                    format!("registered after it landed in {account} at lt {lt}"),
+                    row.get("hash"),
+                )
+            }
+        }
+    };
     let (id, _) = allocate(conn, chain, 1, 0).await?;
     sqlx::query(
-        "INSERT INTO transfers (chain, id, kind, identity, status, tx_hash, details, first_seen_at, updated_at)
-         VALUES ($1, $2, 'ton_outgoing', $3, 'pending', $4, $5, $6, $6)",
+        "INSERT INTO transfers (chain, id, kind, identity, status, failure_reason, tx_hash, block_number,
+                                details, first_seen_at, included_at, updated_at)
+         VALUES ($1, $2, 'ton_outgoing', $3, $4, CASE WHEN $4 = 'failed' THEN $5 END, $6, $7, $8, $9,
+                 CASE WHEN $4 = 'confirming' THEN $9 END, $9)",
     )
     .bind(chain)
     .bind(id)
     .bind(&identity)
-    .bind(normalized_hash.as_slice())
-    .bind(json!({"registered": true, "label": label}))
+    .bind(status.as_str())
+    .bind(&reason)
+    .bind(tx_hash)
+    .bind(block.map(|b| i64::try_from(b).unwrap_or(i64::MAX)))
+    .bind(details)
     .bind(now)
     .execute(&mut *conn)
     .await
@@ -307,12 +355,12 @@ pub async fn register_external(
             kind: "ton_outgoing".into(),
             identity,
             from: None,
-            to: TransferStatus::Pending,
+            to: status,
             stuck: false,
-            reason: "registered by external message hash".into(),
-            block: None,
-            topic: topic_for(TransferStatus::Pending),
-            order: (0, PHASE_INCLUDED, 0, 0, id),
+            reason,
+            block,
+            topic: topic_for(status),
+            order: (block.unwrap_or(0), PHASE_INCLUDED, 0, 0, id),
         }],
         now,
     )
