@@ -142,7 +142,8 @@ pub struct TonAccountConfig {
     pub role: TonAccountRole,
     /// The account address.
     pub address: TonAddress,
-    /// `deposit` only: a deposit counts only when its text comment starts with this prefix.
+    /// `deposit` only: a deposit matches when its text comment starts with this prefix; others
+    /// are recorded with `memo_matched = false`.
     pub memo: Option<String>,
     /// `jetton_deposit` only: the jetton masters whose transfers are accepted (at least one).
     pub jetton_masters: Vec<TonAddress>,
