@@ -630,3 +630,107 @@ async fn registered_external_messages_are_followed_and_unseen_ones_flagged_stuck
         "payouts linked to their external message: {linked}"
     );
 }
+
+#[tokio::test]
+async fn indexing_survives_an_out_of_sync_liteserver_and_one_that_dies() {
+    let genesis = common::ton::now_unix_ms().to_string();
+    let common_args = [
+        "--only",
+        "wallet_comments",
+        "--block-interval",
+        "500ms",
+        "--genesis-unix-ms",
+        &genesis,
+    ];
+    let stale = Liteserver::start(&[&["--not-ready"][..], &common_args[..]].concat());
+    let mut doomed = Liteserver::start(&common_args);
+    let healthy = Liteserver::start(&common_args);
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let comments = scenario("wallet_comments");
+    let deposit = scenario_account(&comments, "deposit");
+    let config = write_ton_config(
+        dir.path(),
+        &db.url,
+        &[stale.port, doomed.port, healthy.port],
+        "confirmations = 0\npoll_interval = \"200ms\"",
+        &[Account {
+            role: "deposit",
+            address: deposit.clone(),
+            extra: String::new(),
+        }],
+    );
+    let chainsync = Chainsync::run(&config);
+    // Half-way through the scenario, the liteserver in use dies (its connections drop).
+    wait_head(&pool, 5, Duration::from_secs(30)).await;
+    doomed.kill();
+    let expected = expected_deposits("wallet_comments", std::slice::from_ref(&deposit));
+    let stored: Vec<(String, String)> = wait_for(
+        "every deposit despite the liteservers",
+        Duration::from_secs(60),
+        || async {
+            let rows = deposits(&pool, "ton").await;
+            let stored: Vec<(String, String)> = rows
+                .iter()
+                .map(|r| (r.get("account"), r.get("lt")))
+                .collect();
+            (stored.len() == expected.len()).then_some(stored)
+        },
+    )
+    .await;
+    assert_eq!(
+        stored,
+        expected.keys().cloned().collect::<Vec<_>>(),
+        "all deposits, in order"
+    );
+    let text = reqwest::get(common::metrics_url(&config))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    let not_ready = text
+        .lines()
+        .find(|l| l.starts_with(r#"chainsync_rpc_requests_total{chain="ton-test",method="get_masterchain_info",outcome="not_ready"}"#))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        not_ready >= 1.0,
+        "the out-of-sync liteserver was tried and counted"
+    );
+    drop(chainsync);
+}
+
+#[tokio::test]
+async fn a_database_of_another_network_is_refused() {
+    let liteserver = Liteserver::start(&["--only", "bounce", "--block-interval", "500ms"]);
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    sqlx::query(
+        "INSERT INTO chains (name, kind, genesis_hash, network) VALUES ('ton-test', 'ton', $1, 'devnet')",
+    )
+    .bind(vec![7u8; 32])
+    .execute(&pool)
+    .await
+    .expect("seed another network's identity");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_ton_config(dir.path(), &db.url, &[liteserver.port], "", &[]);
+    let mut chainsync = Chainsync::run(&config);
+    let status = wait_for(
+        "chainsync to refuse the database",
+        Duration::from_secs(30),
+        || {
+            let exited = chainsync.child.try_wait().ok().flatten();
+            async move { exited }
+        },
+    )
+    .await;
+    assert!(!status.success());
+    assert!(
+        chainsync.logged("identity mismatch")
+            && chainsync.logged("refusing to index another network"),
+        "the log names the mismatch"
+    );
+}
