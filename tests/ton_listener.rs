@@ -734,3 +734,70 @@ async fn a_database_of_another_network_is_refused() {
         "the log names the mismatch"
     );
 }
+
+#[tokio::test]
+async fn history_pruned_on_one_liteserver_is_read_from_another() {
+    // The mainnet chain's 16 transactions; the first liteserver keeps only the newest few.
+    let genesis = common::ton::now_unix_ms().to_string();
+    let pruned = Liteserver::start(&[
+        "--only",
+        "none",
+        "--genesis-unix-ms",
+        &genesis,
+        "--prune-below-lt",
+        "28563246000001",
+    ]);
+    let archival = Liteserver::start(&["--only", "none", "--genesis-unix-ms", &genesis]);
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_ton_config(
+        dir.path(),
+        &db.url,
+        &[pruned.port, archival.port],
+        "poll_interval = \"200ms\"",
+        &[Account {
+            role: "deposit",
+            address: common::ton::MAINNET_CHAIN_ACCOUNT.to_owned(),
+            extra: String::new(),
+        }],
+    );
+    let chainsync = Chainsync::run(&config);
+    let stored: i64 = wait_for("the whole history", Duration::from_secs(30), || async {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM ton_transactions WHERE chain = 'ton-test' AND account = $1",
+        )
+        .bind(common::ton::MAINNET_CHAIN_ACCOUNT)
+        .fetch_one(&pool)
+        .await
+        .ok()?;
+        (count == 16).then_some(count)
+    })
+    .await;
+    assert_eq!(stored, 16);
+    let text = reqwest::get(common::metrics_url(&config))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        text.lines().any(|l| l.starts_with(
+            r#"chainsync_rpc_requests_total{chain="ton-test",method="get_transactions",outcome="lt_not_in_db"}"#
+        ) && !l.ends_with(" 0")),
+        "the pruned liteserver answered lt not in db"
+    );
+    // The real deposits of the mainnet account, each once (its first transaction deployed it).
+    let deposits: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT lt) FROM ton_deposits WHERE chain = 'ton-test'")
+            .fetch_one(&pool)
+            .await
+            .expect("deposits");
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ton_deposits WHERE chain = 'ton-test'")
+            .fetch_one(&pool)
+            .await
+            .expect("deposits");
+    assert!(deposits > 0 && deposits == total);
+    drop(chainsync);
+}

@@ -115,6 +115,9 @@ pub enum DevnetCommand {
         /// Serve only this sandbox scenario (file stem, e.g. `outgoing`; repeatable).
         #[arg(long)]
         only: Vec<String>,
+        /// Answer "lt not in db" below this lt, like a liteserver without archival history.
+        #[arg(long)]
+        prune_below_lt: Option<u64>,
     },
 }
 
@@ -187,6 +190,7 @@ pub async fn run(command: DevnetCommand) -> anyhow::Result<()> {
             withhold,
             scenario,
             only,
+            prune_below_lt,
         } => {
             ton_liteserver::serve(ton_liteserver::ServeOptions {
                 listen,
@@ -198,6 +202,7 @@ pub async fn run(command: DevnetCommand) -> anyhow::Result<()> {
                 withhold,
                 extra_scenarios: scenario,
                 only,
+                prune_below_lt,
             })
             .await?;
         }

@@ -81,6 +81,9 @@ pub struct ServeOptions {
     pub extra_scenarios: Vec<PathBuf>,
     /// Serve only these sandbox scenarios (file stems); all when empty.
     pub only: Vec<String>,
+    /// Answer "lt not in db" for transactions below this lt, like a liteserver that keeps only
+    /// recent history (not an archival one).
+    pub prune_below_lt: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -305,6 +308,7 @@ struct Liteserver {
     genesis_ms: u64,
     block_interval: Duration,
     not_ready: bool,
+    prune_below_lt: u64,
     zero_state: [u8; 32],
 }
 
@@ -487,7 +491,11 @@ impl Liteserver {
             .world
             .transactions
             .get(&account)
-            .map(|txs| txs.iter().filter(|tx| tx.released_at <= head).collect())
+            .map(|txs| {
+                txs.iter()
+                    .filter(|tx| tx.released_at <= head && tx.lt >= self.prune_below_lt)
+                    .collect()
+            })
             .unwrap_or_default();
         let Some(position) = visible.iter().position(|tx| tx.lt == lt) else {
             return error(
@@ -595,6 +603,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         genesis_ms,
         block_interval: options.block_interval,
         not_ready: options.not_ready,
+        prune_below_lt: options.prune_below_lt.unwrap_or(0),
         zero_state: hash_of(&[b"chainsync test liteserver zero state"]),
     });
     tracing::info!(
