@@ -137,7 +137,11 @@ fn deposits_carry_their_comment_and_memo_match() {
         .iter()
         .filter_map(|tx| ton_deposit(tx, Some("order-")))
         .collect();
-    assert_eq!(deposits.len(), 7, "the funding that deploys it, then six payments");
+    assert_eq!(
+        deposits.len(),
+        7,
+        "the funding that deploys it, then six payments"
+    );
     let matched: Vec<(Option<&str>, Option<bool>)> = deposits
         .iter()
         .map(|d| {
