@@ -32,6 +32,9 @@ use crate::metrics::METRICS;
 
 /// Requests to liteservers in flight at once during a poll (one per open connection).
 const CONCURRENCY: usize = super::client::CONNECTIONS_PER_LITESERVER as usize;
+/// A masterchain head that has not moved for this long is stalled (blocks come every few
+/// seconds): transfers are not flagged stuck meanwhile.
+pub const HEAD_STALL_AFTER: Duration = Duration::from_secs(60);
 /// Longest wait before restarting a failed listener.
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
 
@@ -268,8 +271,14 @@ impl Core {
             .chain_head_age_seconds
             .with_label_values(&[&chain])
             .set(self.head_moved_at.elapsed().as_secs_f64());
+        let stalled = self.head_moved_at.elapsed() > HEAD_STALL_AFTER;
+        METRICS
+            .chain_stalled
+            .with_label_values(&[&chain])
+            .set(i64::from(stalled));
         let mut poll = Poll {
             head,
+            stalled,
             ..Poll::default()
         };
         if self.last_head != Some(head) {

@@ -115,6 +115,8 @@ pub struct Poll {
     pub found: Vec<FoundDestination>,
     /// Cursors to move.
     pub cursors: Vec<CursorUpdate>,
+    /// The masterchain head has not moved for a while: nobody is flagged stuck meanwhile.
+    pub stalled: bool,
 }
 
 /// The TON reconciliation rule of a network.
@@ -800,7 +802,8 @@ pub async fn write_poll(
         });
     }
 
-    // 7. Stuck: open transfers older than stuck_after.
+    // 7. Stuck: open transfers older than stuck_after (not while the masterchain is stalled:
+    // then nothing can progress, and the stall has its own alert).
     let stuck_before = now
         - chrono::Duration::from_std(policy.stuck_after)
             .unwrap_or_else(|_| chrono::Duration::zero());
@@ -815,6 +818,7 @@ pub async fn write_poll(
     .fetch_all(&mut *conn)
     .await
     .map_err(Error::db("find_stuck"))?;
+    let overdue = if poll.stalled { Vec::new() } else { overdue };
     let stuck_steps: Vec<TransferStep> = overdue
         .into_iter()
         .map(|(id, status)| TransferStep {
@@ -860,13 +864,14 @@ pub async fn write_poll(
     sqlx::query(
         "UPDATE chain_status SET head_block = $2, indexed_block = $2, confirmed_block = $3,
                 head_seen_at = CASE WHEN head_block IS DISTINCT FROM $2 THEN $4 ELSE head_seen_at END,
-                updated_at = $4
+                stalled = $5, updated_at = $4
          WHERE chain = $1",
     )
     .bind(chain)
     .bind(i64::from(poll.head))
     .bind(i64::try_from(threshold).unwrap_or(i64::MAX))
     .bind(now)
+    .bind(poll.stalled)
     .execute(&mut *conn)
     .await
     .map_err(Error::db("chain_status"))?;
