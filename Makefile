@@ -5,9 +5,9 @@ SHELL := bash
 .DEFAULT_GOAL := help
 
 # Benchmarks, one target each; `make bench` runs every one listed here.
-BENCHES := bench-evm
+BENCHES := bench-evm bench-ton
 
-.PHONY: help run test lint fmt build contracts contracts-check devnet db bench bench-evm tools clean-local \
+.PHONY: help run test lint fmt build contracts contracts-check devnet db bench bench-evm bench-ton tools clean-local \
 	ton-scenarios-install ton-scenarios ton-scenarios-check
 
 help: ## List the targets
@@ -56,6 +56,9 @@ db: tools ## Make sure Postgres runs, create database chainsync_devnet if missin
 
 bench-evm: tools ## Backfill 10k and 100k devnet events; compare with bare eth_getLogs and bare inserts
 	scripts/bench-evm.sh
+
+bench-ton: ## Poll 200 vs 10k TON accounts: CPU and liteserver requests per block, deposit latency
+	scripts/bench-ton.sh
 
 bench: $(BENCHES) ## Run the benchmarks
 	@echo "bench: $(words $(BENCHES)) benchmark(s) defined$(if $(BENCHES),: $(BENCHES))"

@@ -9,7 +9,7 @@
 //! dropped whole and repeated from the stored cursors, so nothing is skipped. A failure outside a
 //! poll (identity, start-up) stops the actor, and the supervisor restarts it with backoff.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -160,6 +160,13 @@ impl Supervised for TonListener {
 }
 
 /// The listener's working state.
+/// How far a destination's transactions were searched, and for which pending edges.
+#[derive(Debug, Clone)]
+struct Searched {
+    last: TxId,
+    edges: HashSet<[u8; 32]>,
+}
+
 struct Core {
     settings: TonListenerSettings,
     pool: PgPool,
@@ -167,6 +174,10 @@ struct Core {
     tracked: Vec<Tracked>,
     cursors: HashMap<String, TxId>,
     edges: Vec<PendingEdge>,
+    /// Per destination with pending edges: the newest transaction already searched and the
+    /// edges it was searched for, so that a busy destination is not searched again from
+    /// `created_lt` at every block. An edge learned later is searched from its own `created_lt`.
+    searched: HashMap<TonAccount, Searched>,
     last_head: Option<u32>,
     head_moved_at: Instant,
 }
@@ -234,6 +245,7 @@ impl Core {
             tracked,
             cursors,
             edges,
+            searched: HashMap::new(),
             last_head: None,
             head_moved_at: Instant::now(),
         })
@@ -281,9 +293,10 @@ impl Core {
             stalled,
             ..Poll::default()
         };
+        let mut searched = Vec::new();
         if self.last_head != Some(head) {
             self.fetch_accounts(&info.last, &mut poll).await?;
-            self.follow_edges(&info.last, &mut poll).await?;
+            searched = self.follow_edges(&info.last, &mut poll).await?;
         }
         let policy = self.settings.policy;
         let mut tx = self.pool.begin().await.map_err(Error::db("begin"))?;
@@ -300,6 +313,10 @@ impl Core {
         }
         let found: Vec<[u8; 32]> = poll.found.iter().map(|f| f.msg_hash).collect();
         self.edges.retain(|e| !found.contains(&e.msg_hash));
+        self.searched.extend(searched);
+        let waiting: HashSet<TonAccount> = self.edges.iter().map(|e| e.destination).collect();
+        self.searched
+            .retain(|destination, _| waiting.contains(destination));
         self.last_head = Some(head);
         METRICS
             .indexed_block
@@ -406,8 +423,13 @@ impl Core {
         Ok(())
     }
 
-    /// Looks for the destination transactions of pending outgoing messages.
-    async fn follow_edges(&mut self, block: &BlockIdExt, poll: &mut Poll) -> Result<()> {
+    /// Looks for the destination transactions of pending outgoing messages; returns, per
+    /// destination searched, its newest transaction (to search from next time, once committed).
+    async fn follow_edges(
+        &mut self,
+        block: &BlockIdExt,
+        poll: &mut Poll,
+    ) -> Result<Vec<(TonAccount, Searched)>> {
         let mut by_destination: HashMap<TonAccount, Vec<PendingEdge>> = HashMap::new();
         for edge in &self.edges {
             by_destination
@@ -416,26 +438,33 @@ impl Core {
                 .push(edge.clone());
         }
         let client = &self.client;
-        let results: Vec<Vec<(PolledTx, [u8; 32])>> = stream::iter(by_destination)
+        let searched = &self.searched;
+        type Outcome = (Option<(TonAccount, Searched)>, Vec<(PolledTx, [u8; 32])>);
+        let results: Vec<Outcome> = stream::iter(by_destination)
             .map(|(destination, edges)| async move {
                 let address = to_ton_address(&destination);
                 let Some(last) = client.last_transaction(block, &address).await? else {
-                    return Ok::<_, Error>(Vec::new());
+                    return Ok::<_, Error>((None, Vec::new()));
                 };
                 let oldest = edges.iter().map(|e| e.created_lt).min().unwrap_or(0);
-                if last.lt <= oldest {
-                    return Ok(Vec::new());
+                // The previous search covers these edges only if each of them was part of it.
+                let before = searched
+                    .get(&destination)
+                    .filter(|s| edges.iter().all(|e| s.edges.contains(&e.msg_hash)))
+                    .map(|s| s.last);
+                if last.lt <= oldest || Some(last) == before {
+                    return Ok((None, Vec::new()));
                 }
                 let txs = fetch_back_to(
                     client,
                     &destination,
                     last,
-                    None,
+                    before,
                     &TxRole::Destination,
                     oldest,
                 )
                 .await?;
-                Ok(txs
+                let found = txs
                     .into_iter()
                     .filter_map(|polled| {
                         let hash = polled.tx.in_msg.as_ref()?.hash;
@@ -444,19 +473,28 @@ impl Core {
                             .any(|e| e.msg_hash == hash)
                             .then_some((polled, hash))
                     })
-                    .collect())
+                    .collect();
+                let covered = Searched {
+                    last,
+                    edges: edges.iter().map(|e| e.msg_hash).collect(),
+                };
+                Ok((Some((destination, covered)), found))
             })
             .buffered(CONCURRENCY)
             .try_collect()
             .await?;
-        for (polled, msg_hash) in results.into_iter().flatten() {
-            poll.found.push(FoundDestination {
-                msg_hash,
-                tx_index: poll.transactions.len(),
-            });
-            poll.transactions.push(polled);
+        let mut newest = Vec::new();
+        for (searched_to, found) in results {
+            newest.extend(searched_to);
+            for (polled, msg_hash) in found {
+                poll.found.push(FoundDestination {
+                    msg_hash,
+                    tx_index: poll.transactions.len(),
+                });
+                poll.transactions.push(polled);
+            }
         }
-        Ok(())
+        Ok(newest)
     }
 }
 
