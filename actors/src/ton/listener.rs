@@ -35,6 +35,10 @@ const CONCURRENCY: usize = super::client::CONNECTIONS_PER_LITESERVER as usize;
 /// A masterchain head that has not moved for this long is stalled (blocks come every few
 /// seconds): transfers are not flagged stuck meanwhile.
 pub const HEAD_STALL_AFTER: Duration = Duration::from_secs(60);
+
+/// While the masterchain head stays where it was, polls write (stuck flags, `chain_status`) at
+/// most this often instead of at every poll: nothing else can have changed.
+pub const IDLE_WRITE_EVERY: Duration = Duration::from_secs(2);
 /// Longest wait before restarting a failed listener.
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
 
@@ -180,6 +184,8 @@ struct Core {
     searched: HashMap<TonAccount, Searched>,
     last_head: Option<u32>,
     head_moved_at: Instant,
+    /// When the last poll was committed, and whether the head was stalled then.
+    last_write: Option<(Instant, bool)>,
 }
 
 impl Core {
@@ -248,6 +254,7 @@ impl Core {
             searched: HashMap::new(),
             last_head: None,
             head_moved_at: Instant::now(),
+            last_write: None,
         })
     }
 
@@ -288,6 +295,13 @@ impl Core {
             .chain_stalled
             .with_label_values(&[&chain])
             .set(i64::from(stalled));
+        let idle = self.last_head == Some(head)
+            && self.last_write.is_some_and(|(at, was_stalled)| {
+                was_stalled == stalled && at.elapsed() < IDLE_WRITE_EVERY
+            });
+        if idle {
+            return Ok(());
+        }
         let mut poll = Poll {
             head,
             stalled,
@@ -318,6 +332,7 @@ impl Core {
         self.searched
             .retain(|destination, _| waiting.contains(destination));
         self.last_head = Some(head);
+        self.last_write = Some((Instant::now(), stalled));
         METRICS
             .indexed_block
             .with_label_values(&[&chain])
