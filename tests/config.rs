@@ -311,6 +311,7 @@ fn errors_from_keys_with_a_default_name_the_key_too() {
         ("[[ton]]\nname = \"t\"\nnetwork = \"mainnet\"\nliteservers = \"config/ton-devnet.json\"\n[[ton.accounts]]\nrole = \"hot_wallet\"\naddress = \"0:00\"", "ton[t].accounts[0].address: got \"0:00\""),
         ("[[ton]]\nname = \"t\"\nnetwork = \"mainnet\"\nliteservers = \"config/ton-devnet.json\"\n[[ton.accounts]]\nrole = \"hot_wallet\"\naddress = \"0:2d44b849548fa919e03da946b541134d6f16a5135247659c7156790250c67408\"\nmemo = \"x\"", "ton[t].accounts[0].memo: got \"x\""),
         ("[[ton]]\nname = \"t\"\nnetwork = \"mainnet\"\nliteservers = \"config/ton-devnet.json\"\n[[ton.accounts]]\nrole = \"deposit\"\naddress = \"kQCD39VS5jcptHL8vMjEXrzGaRcCVYto7HUn4bpAOg8xqKYH\"", "ton[t].accounts[0].address: got"),
+        ("[[ton]]\nname = \"t\"\nnetwork = \"mainnet\"\nliteservers = \"config/ton-devnet.json\"\n[[ton.accounts]]\nrole = \"deposit\"\naddress = \"0:2d44b849548fa919e03da946b541134d6f16a5135247659c7156790250c67408\"\n[[ton.accounts]]\nrole = \"hot_wallet\"\naddress = \"0:2D44B849548FA919E03DA946B541134D6F16A5135247659C7156790250C67408\"", "ton[t].accounts[1].address: got"),
         ("[[ton]]\nname = \"t\"\nnetwork = \"mainnet\"\nliteservers = \"config\"", "ton[t].liteservers: config: not a regular file"),
         ("[[ton]]\nname = \"t\"\nnetwork = \"mainnet\"\nliteservers = \"Cargo.toml\"", "ton[t].liteservers: Cargo.toml: not valid JSON"),
     ];

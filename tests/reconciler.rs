@@ -261,6 +261,18 @@ async fn eth_call(anvil: &Anvil, to: Address, input: Vec<u8>, block: &str) -> Ve
     hex::decode(value.as_str().expect("hex").trim_start_matches("0x")).expect("hex")
 }
 
+async fn block_timestamp(anvil: &Anvil, number: u64) -> u64 {
+    let block = anvil
+        .rpc(
+            "eth_getBlockByNumber",
+            json!([format!("0x{number:x}"), false]),
+        )
+        .await
+        .expect("eth_getBlockByNumber");
+    let hex = block["timestamp"].as_str().expect("timestamp");
+    u64::from_str_radix(hex.trim_start_matches("0x"), 16).expect("hex timestamp")
+}
+
 fn decimal(value: U256) -> BigDecimal {
     value.to_string().parse().expect("decimal")
 }
@@ -991,8 +1003,11 @@ async fn a_stalled_head_blames_no_transfer_and_overdue_streams_are_flagged() {
 async fn reorgs_below_the_threshold_reconfirm_deeper_ones_rebuild_projections_and_orphans_drop() {
     let s = setup(&[], "confirmations = 3\ndropped_after = \"6s\"\n").await;
     // Below the threshold: the including block is replaced by one that includes the same
-    // transaction again.
+    // transaction again. anvil gives the replacement its parent's timestamp, so after a pause the
+    // re-included stream starts at another time than the orphaned one did.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
     let (hash, block) = create_stream(&s.anvil, &s.deployment, 10_000, 3_600).await;
+    let orphaned_time = block_timestamp(&s.anvil, block).await;
     let identity = format!("{hash:#x}:0");
     wait_status(
         &s.pool,
@@ -1015,6 +1030,11 @@ async fn reorgs_below_the_threshold_reconfirm_deeper_ones_rebuild_projections_an
         (scalar_i64(&s.pool, "SELECT count(*) FROM reorgs").await == 1).then_some(())
     })
     .await;
+    assert_ne!(
+        block_timestamp(&s.anvil, block).await,
+        orphaned_time,
+        "the replacement block keeps the orphaned block's timestamp: the test checks nothing"
+    );
     s.anvil.mine(3).await;
     wait_status(
         &s.pool,

@@ -257,13 +257,12 @@ pub(super) fn validate_network(
 
     let accounts_key = field("accounts");
     let mut accounts: Vec<TonAccountConfig> = Vec::with_capacity(raw.accounts.len());
+    let mut first_at: std::collections::HashMap<TonAddress, usize> =
+        std::collections::HashMap::with_capacity(raw.accounts.len());
     for (position, account) in raw.accounts.into_iter().enumerate() {
         let account_key = index(&accounts_key, position);
         let account = validate_account(account, &account_key, &network, checker)?;
-        if let Some(first) = accounts
-            .iter()
-            .position(|seen| seen.address == account.address)
-        {
+        if let Some(&first) = first_at.get(&account.address) {
             return Err(checker.invalid(
                 &join(&account_key, "address"),
                 show(&account.address.to_raw()),
@@ -273,6 +272,7 @@ pub(super) fn validate_network(
                 ),
             ));
         }
+        first_at.insert(account.address, position);
         accounts.push(account);
     }
 

@@ -368,13 +368,7 @@ pub async fn include_logs(
                 amount_field(f, "amount"),
             ),
         };
-        let mut detail = f.clone();
-        if let (Some(read), Some(map)) = (
-            lock_reads.get(&(t.log.tx_hash, t.log.log_index)),
-            detail.as_object_mut(),
-        ) {
-            map.insert("lock".to_owned(), read.clone());
-        }
+        let detail = detail_of(t, lock_reads);
         ids.push(id);
         kinds.push(t.kind);
         idents.push(t.identity.as_str());
@@ -460,9 +454,12 @@ pub async fn include_logs(
         let Some(from) = status.filter(|s| s.can_become(TransferStatus::Confirming)) else {
             continue;
         };
+        // The details follow the block now canonical: a stream's `getTokenLock` record read on the
+        // orphaned block carried that block's timestamp as its start.
         sqlx::query(
             "UPDATE transfers SET status = 'confirming', stuck = false, block_hash = $3, block_number = $4,
-                    log_index = $5, included_at = $6, reorged_at = NULL, updated_at = $6
+                    log_index = $5, included_at = $6, reorged_at = NULL, updated_at = $6,
+                    details = details || $7
              WHERE chain = $1 AND id = $2",
         )
         .bind(chain)
@@ -471,6 +468,7 @@ pub async fn include_logs(
         .bind(to_i64(t.log.block_number))
         .bind(i32::try_from(t.log.log_index).unwrap_or(i32::MAX))
         .bind(now)
+        .bind(detail_of(t, lock_reads))
         .execute(&mut *conn)
         .await
         .map_err(Error::db("reinclude_transfer"))?;
@@ -494,6 +492,19 @@ pub async fn include_logs(
         });
     }
     Ok(())
+}
+
+/// A logged transfer's details: the event's fields, plus the `getTokenLock` record read for a
+/// creating log (key `lock`).
+fn detail_of(t: &LoggedTransfer<'_>, lock_reads: &HashMap<(B256, u64), Value>) -> Value {
+    let mut detail = t.fields.clone();
+    if let (Some(read), Some(map)) = (
+        lock_reads.get(&(t.log.tx_hash, t.log.log_index)),
+        detail.as_object_mut(),
+    ) {
+        map.insert("lock".to_owned(), read.clone());
+    }
+    detail
 }
 
 /// Promotes every `confirming` transfer at or below `confirmed` to `confirmed`. Under a depth rule
