@@ -386,8 +386,8 @@ async fn apply(
 ) -> Result<()> {
     if !pass.s_tx.is_empty() {
         // Fields the event does not carry come from getTokenLock, read when the creating log was
-        // first seen and kept in its transfer's details (looked up by tx hash: a plain index scan,
-        // whatever the table's statistics).
+        // seen (first, and again when re-included after a reorg) and kept in its transfer's
+        // details (looked up by tx hash: a plain index scan, whatever the table's statistics).
         let lock_rows = sqlx::query(
             "SELECT tx_hash, log_index, details->'lock' AS lock FROM transfers
              WHERE chain = $1 AND tx_hash = ANY($2) AND kind = 'stream_lock_created'",
