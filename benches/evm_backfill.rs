@@ -24,18 +24,6 @@ const RANGE: u64 = 500;
 /// The reorg window of the benchmark's configuration (the test default).
 const REORG_WINDOW: u64 = 64;
 
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let events: usize = std::env::var("BENCH_EVENTS")
@@ -152,7 +140,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let indexing = started.elapsed();
-    let rss = peak_rss_kib(chainsync.pid());
+    let rss = common::peak_rss_kib(chainsync.pid());
     let page = reqwest::get(common::metrics_url(&config))
         .await
         .expect("metrics")

@@ -151,18 +151,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     field(14).unwrap_or(0) + field(15).unwrap_or(0)
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
 /// `getconf CLK_TCK`, or 100 (the Linux default) when it cannot be read.
 fn clock_ticks() -> (f64, bool) {
     std::process::Command::new("getconf")
@@ -459,7 +447,7 @@ async fn run(settings: &Settings, scenario: &Scenario, extra: &[String]) -> Figu
         let wake = (now_unix_ms() + WATCH_EVERY.as_millis() as u64).min(sample_at(next_block));
         tokio::time::sleep(Duration::from_millis(wake.saturating_sub(now_unix_ms()))).await;
     }
-    let rss_kib = peak_rss_kib(pid);
+    let rss_kib = common::peak_rss_kib(pid);
     chainsync.kill9();
     drop(liteserver);
 
