@@ -35,7 +35,6 @@ const CONCURRENCY: usize = super::client::CONNECTIONS_PER_LITESERVER as usize;
 /// A masterchain head that has not moved for this long is stalled (blocks come every few
 /// seconds): transfers are not flagged stuck meanwhile.
 pub const HEAD_STALL_AFTER: Duration = Duration::from_secs(60);
-
 /// While the masterchain head stays where it was, polls write (stuck flags, `chain_status`) at
 /// most this often instead of at every poll: nothing else can have changed.
 pub const IDLE_WRITE_EVERY: Duration = Duration::from_secs(2);
@@ -163,7 +162,6 @@ impl Supervised for TonListener {
     }
 }
 
-/// The listener's working state.
 /// How far a destination's transactions were searched, and for which pending edges.
 #[derive(Debug, Clone)]
 struct Searched {
@@ -171,6 +169,7 @@ struct Searched {
     edges: HashSet<[u8; 32]>,
 }
 
+/// The listener's working state.
 struct Core {
     settings: TonListenerSettings,
     pool: PgPool,
