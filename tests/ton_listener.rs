@@ -703,6 +703,99 @@ async fn indexing_survives_an_out_of_sync_liteserver_and_one_that_dies() {
     drop(chainsync);
 }
 
+/// How many transactions of `account` a scenario holds.
+fn scenario_transactions(scenario: &Value, account: &str) -> usize {
+    scenario["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .flat_map(|step| step["transactions"].as_array().expect("transactions"))
+        .filter(|tx| tx["expected"]["account"] == account)
+        .count()
+}
+
+#[tokio::test]
+async fn a_liteserver_whose_lists_skip_transactions_costs_no_deposit() {
+    let genesis = common::ton::now_unix_ms().to_string();
+    let common_args = [
+        "--only",
+        "wallet_comments",
+        "--block-interval",
+        "500ms",
+        "--genesis-unix-ms",
+        &genesis,
+    ];
+    // First in line: a liteserver that leaves the second transaction out of every list.
+    let broken = Liteserver::start(&[&["--broken-lists"][..], &common_args[..]].concat());
+    let healthy = Liteserver::start(&common_args);
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let comments = scenario("wallet_comments");
+    let deposit = scenario_account(&comments, "deposit");
+    let config = write_ton_config(
+        dir.path(),
+        &db.url,
+        &[broken.port, healthy.port],
+        "confirmations = 0\npoll_interval = \"200ms\"",
+        &[Account {
+            role: "deposit",
+            address: deposit.clone(),
+            extra: String::new(),
+        }],
+    );
+    let chainsync = Chainsync::run(&config);
+    let expected = expected_deposits("wallet_comments", std::slice::from_ref(&deposit));
+    let stored: Vec<(String, String)> = wait_for(
+        "every deposit despite the faulty liteserver",
+        Duration::from_secs(60),
+        || async {
+            let rows = deposits(&pool, "ton").await;
+            let stored: Vec<(String, String)> = rows
+                .iter()
+                .map(|r| (r.get("account"), r.get("lt")))
+                .collect();
+            (stored.len() == expected.len()).then_some(stored)
+        },
+    )
+    .await;
+    assert_eq!(
+        stored,
+        expected.keys().cloned().collect::<Vec<_>>(),
+        "all deposits, in order"
+    );
+    // And nothing else: every stored transaction of the account is one the scenario has.
+    let raw_count: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM ton_transactions WHERE chain = 'ton-test' AND account = $1",
+    )
+    .bind(&deposit)
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(
+        raw_count as usize,
+        scenario_transactions(&comments, &deposit),
+        "the account's whole chain, no gap"
+    );
+    let text = reqwest::get(common::metrics_url(&config))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    let malformed = text
+        .lines()
+        .find(|l| l.starts_with(r#"chainsync_rpc_requests_total{chain="ton-test",method="get_transactions",outcome="malformed"}"#))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        malformed >= 1.0,
+        "the faulty liteserver was asked, refused and counted"
+    );
+    drop(chainsync);
+}
+
 #[tokio::test]
 async fn a_database_of_another_network_is_refused() {
     let liteserver = Liteserver::start(&["--only", "bounce", "--block-interval", "500ms"]);

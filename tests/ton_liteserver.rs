@@ -1,6 +1,7 @@
 //! The loopback liteserver, reached through chainsync's lite client: the 16-transaction mainnet
 //! chain is paged backwards by `(lt, hash)` and its prev-transaction links hold; errors a real
-//! liteserver gives are given; a liteserver that is out of sync or gone is rotated away from.
+//! liteserver gives are given; a liteserver that is out of sync, gone, or answers with a
+//! transaction list that skips a transaction is rotated away from.
 
 mod common;
 
@@ -77,9 +78,8 @@ async fn mainnet_chain_is_paged_backwards_through_the_lite_client() {
         for raw in &page {
             let tx = Tx::from_boc(raw.boc.clone()).expect("transaction parses");
             assert_eq!(tx.lt, raw.id.lt);
-            if let Some((_, previous_hash)) = seen.last() {
-                assert!(seen.last().is_some_and(|(lt, _)| *lt > raw.id.lt));
-                let _ = previous_hash;
+            if let Some((previous_lt, _)) = seen.last() {
+                assert!(*previous_lt > raw.id.lt, "newest first");
             }
             seen.push((raw.id.lt, hex::encode(raw.id.hash)));
             next = (tx.prev_tx_lt != 0).then(|| TxId {
@@ -153,5 +153,62 @@ async fn out_of_sync_and_dead_liteservers_are_rotated_away_from() {
         metrics.contains(r#"chainsync_rpc_requests_total{chain="ton-test",method="get_masterchain_info",outcome="not_ready"} 1"#),
         "the not-ready answer is counted:\n{}",
         metrics.lines().filter(|l| l.contains("ton-test")).collect::<Vec<_>>().join("\n")
+    );
+}
+
+#[tokio::test]
+async fn a_transaction_list_with_a_gap_is_refused_and_asked_again_elsewhere() {
+    let genesis = common::ton::now_unix_ms().to_string();
+    let broken = Liteserver::start(&["--broken-lists", "--genesis-unix-ms", &genesis]);
+    let healthy = Liteserver::start(&["--genesis-unix-ms", &genesis]);
+    let account: TonAddress = MAINNET_CHAIN_ACCOUNT.parse().expect("address");
+    let expected = fixture_chain();
+    let newest = TxId {
+        lt: expected[0].0,
+        hash: hex::decode(&expected[0].1)
+            .expect("hex")
+            .try_into()
+            .expect("32 bytes"),
+    };
+
+    // Alone, the faulty liteserver's list is refused, naming what is wrong.
+    let only_broken = TonClient::new(
+        "ton-gap-alone",
+        &global_config(&[broken.port]),
+        Duration::from_secs(2),
+    )
+    .expect("client")
+    .with_max_attempts(1);
+    let error = only_broken
+        .transactions(&account, newest, 16)
+        .await
+        .expect_err("a list with a gap");
+    let message = error.to_string();
+    assert!(
+        message.contains("does not follow the prev links") && message.contains(&expected[1].1),
+        "{message}"
+    );
+
+    // With a healthy liteserver next in line, the whole chain comes back from it.
+    let client = TonClient::new(
+        "ton-gap",
+        &global_config(&[broken.port, healthy.port]),
+        Duration::from_secs(2),
+    )
+    .expect("client");
+    let page = client
+        .transactions(&account, newest, 16)
+        .await
+        .expect("answered by the healthy liteserver");
+    let got: Vec<(u64, String)> = page
+        .iter()
+        .map(|raw| (raw.id.lt, hex::encode(raw.id.hash)))
+        .collect();
+    assert_eq!(got, expected, "all 16 transactions, none skipped");
+    let metrics = chainsync_actors::metrics::render();
+    assert!(
+        metrics.contains(r#"chainsync_rpc_requests_total{chain="ton-gap",method="get_transactions",outcome="malformed"} 1"#),
+        "the refused list is counted as malformed:\n{}",
+        metrics.lines().filter(|l| l.contains("ton-gap")).collect::<Vec<_>>().join("\n")
     );
 }

@@ -118,6 +118,10 @@ pub enum DevnetCommand {
         /// Answer "lt not in db" below this lt, like a liteserver without archival history.
         #[arg(long)]
         prune_below_lt: Option<u64>,
+        /// Leave the second transaction out of every transaction list, like a faulty liteserver
+        /// whose lists no longer follow the prev-transaction links.
+        #[arg(long)]
+        broken_lists: bool,
     },
 }
 
@@ -191,6 +195,7 @@ pub async fn run(command: DevnetCommand) -> anyhow::Result<()> {
             scenario,
             only,
             prune_below_lt,
+            broken_lists,
         } => {
             ton_liteserver::serve(ton_liteserver::ServeOptions {
                 listen,
@@ -203,6 +208,7 @@ pub async fn run(command: DevnetCommand) -> anyhow::Result<()> {
                 extra_scenarios: scenario,
                 only,
                 prune_below_lt,
+                broken_lists,
             })
             .await?;
         }

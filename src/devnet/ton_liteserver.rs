@@ -84,6 +84,8 @@ pub struct ServeOptions {
     /// Answer "lt not in db" for transactions below this lt, like a liteserver that keeps only
     /// recent history (not an archival one).
     pub prune_below_lt: Option<u64>,
+    /// Leave the second transaction out of every transaction list (a faulty liteserver).
+    pub broken_lists: bool,
 }
 
 #[derive(Deserialize)]
@@ -309,6 +311,7 @@ struct Liteserver {
     block_interval: Duration,
     not_ready: bool,
     prune_below_lt: u64,
+    broken_lists: bool,
     zero_state: [u8; 32],
 }
 
@@ -507,12 +510,15 @@ impl Liteserver {
             return error(-400, format!("transaction hash mismatch for lt {lt}"));
         }
         let take = count.clamp(1, MAX_PAGE);
-        let page: Vec<&Tx> = visible[..=position]
+        let mut page: Vec<&Tx> = visible[..=position]
             .iter()
             .rev()
             .take(take)
             .copied()
             .collect();
+        if self.broken_lists && page.len() > 1 {
+            page.remove(1);
+        }
         let mut encoder =
             BocHeader::<std::collections::hash_map::RandomState>::with_capacity(page.len());
         for tx in &page {
@@ -604,6 +610,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         block_interval: options.block_interval,
         not_ready: options.not_ready,
         prune_below_lt: options.prune_below_lt.unwrap_or(0),
+        broken_lists: options.broken_lists,
         zero_state: hash_of(&[b"chainsync test liteserver zero state"]),
     });
     tracing::info!(
@@ -614,6 +621,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         block_interval_ms = options.block_interval.as_millis() as u64,
         public_key = %public_key_base64(DEVNET_KEY_SEED),
         not_ready = options.not_ready,
+        broken_lists = options.broken_lists,
         "test liteserver ready"
     );
     let keypair = KeyPair::from(&SecretKey::from_bytes(DEVNET_KEY_SEED));

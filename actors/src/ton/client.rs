@@ -174,9 +174,17 @@ fn account_id(address: &TonAddress) -> AccountId {
     }
 }
 
+/// One transaction of a `getTransactions` answer, with the header fields that place it.
+struct ListedTx {
+    account: [u8; 32],
+    id: TxId,
+    prev: TxId,
+    boc: Vec<u8>,
+}
+
 /// Splits a list of transactions (a multi-root bag of cells) into one single-root BoC per
-/// transaction, in order, with each one's hash and logical time.
-fn split_roots(boc: &[u8]) -> std::result::Result<Vec<(HashBytes, u64, Vec<u8>)>, String> {
+/// transaction, in order, each with its account, hash, logical time and predecessor.
+fn split_roots(boc: &[u8]) -> std::result::Result<Vec<ListedTx>, String> {
     if boc.is_empty() {
         return Ok(Vec::new());
     }
@@ -191,17 +199,38 @@ fn split_roots(boc: &[u8]) -> std::result::Result<Vec<(HashBytes, u64, Vec<u8>)>
             let cell = cells
                 .get(index)
                 .ok_or_else(|| format!("root {index} missing"))?;
-            // transaction$0111 account_addr:bits256 lt:uint64 ...
+            // transaction$0111 account_addr:bits256 lt:uint64 prev_trans_hash:bits256
+            //   prev_trans_lt:uint64 ...
             let mut slice = cell.as_slice().map_err(|e| e.to_string())?;
             let tag = slice.load_small_uint(4).map_err(|e| e.to_string())?;
             if tag != 0b0111 {
                 return Err(format!("root {index} is not a transaction (tag {tag:#x})"));
             }
-            slice.skip_first(256, 0).map_err(|e| e.to_string())?;
+            let account = slice.load_u256().map_err(|e| e.to_string())?;
             let lt = slice.load_u64().map_err(|e| e.to_string())?;
-            Ok((*cell.repr_hash(), lt, Boc::encode(cell)))
+            let prev_hash = slice.load_u256().map_err(|e| e.to_string())?;
+            let prev_lt = slice.load_u64().map_err(|e| e.to_string())?;
+            Ok(ListedTx {
+                account: account.0,
+                id: TxId {
+                    lt,
+                    hash: cell.repr_hash().0,
+                },
+                prev: TxId {
+                    lt: prev_lt,
+                    hash: prev_hash.0,
+                },
+                boc: Boc::encode(cell),
+            })
         })
         .collect()
+}
+
+/// What an answer of the wrong type is called in errors (its variant, not its contents).
+fn unexpected(answer: &Response) -> String {
+    let name = format!("{answer:?}");
+    let name = name.split(['(', ' ', '{']).next().unwrap_or_default();
+    format!("unexpected answer {name}")
 }
 
 /// Reads the account's last transaction from a `getAccountState` proof: the second root is the
@@ -301,8 +330,15 @@ impl TonClient {
         self.servers.iter().map(|s| s.label.clone()).collect()
     }
 
-    /// Sends one request, rotating liteservers and backing off between attempts.
-    async fn call(&self, method: &'static str, request: Request) -> Result<Response> {
+    /// Sends one request, rotating liteservers and backing off between attempts. `accept` turns
+    /// an answer into its value or says what is wrong with it: a wrong or inconsistent answer
+    /// counts as a `malformed` failure of that liteserver, and the next one is asked.
+    async fn call<T>(
+        &self,
+        method: &'static str,
+        request: Request,
+        accept: impl Fn(Response) -> std::result::Result<T, String>,
+    ) -> Result<T> {
         let mut delay = FIRST_BACKOFF;
         let mut last: Option<(String, Failure)> = None;
         let params = LiteReqParams::new(0, 0, self.request_timeout.as_millis() as u64);
@@ -320,13 +356,20 @@ impl TonClient {
                 .observe(started.elapsed().as_secs_f64());
             let failure = match result {
                 Ok(Response::Error(e)) => classify(&TonError::LiteClientErrorResponse(e)),
-                Ok(response) => {
-                    METRICS
-                        .rpc_requests_total
-                        .with_label_values(&[&self.chain, method, "ok"])
-                        .inc();
-                    return Ok(response);
-                }
+                Ok(response) => match accept(response) {
+                    Ok(value) => {
+                        METRICS
+                            .rpc_requests_total
+                            .with_label_values(&[&self.chain, method, "ok"])
+                            .inc();
+                        return Ok(value);
+                    }
+                    Err(message) => Failure {
+                        outcome: "malformed",
+                        message,
+                        retryable: true,
+                    },
+                },
                 Err(error) => classify(&error),
             };
             METRICS
@@ -392,10 +435,11 @@ impl TonClient {
     /// The latest masterchain block and the network's zero state.
     pub async fn masterchain_info(&self) -> Result<MasterchainInfo> {
         const METHOD: &str = "get_masterchain_info";
-        match self.call(METHOD, Request::GetMasterchainInfo).await? {
+        self.call(METHOD, Request::GetMasterchainInfo, |answer| match answer {
             Response::MasterchainInfo(info) => Ok(info),
-            other => Err(self.malformed(METHOD, format!("unexpected answer {other:?}"))),
-        }
+            other => Err(unexpected(&other)),
+        })
+        .await
     }
 
     /// The account's last transaction in the state of masterchain block `block`; `None` for an
@@ -410,11 +454,12 @@ impl TonClient {
             id: block.clone(),
             account: account_id(address),
         });
-        match self.call(METHOD, request).await? {
+        self.call(METHOD, request, |answer| match answer {
             Response::AccountState(state) => last_transaction_from_proof(&state.proof, address)
-                .map_err(|e| self.malformed(METHOD, format!("account {address}: {e}"))),
-            other => Err(self.malformed(METHOD, format!("unexpected answer {other:?}"))),
-        }
+                .map_err(|e| format!("account {address}: {e}")),
+            other => Err(unexpected(&other)),
+        })
+        .await
     }
 
     /// Up to `count` transactions of the account, newest first, starting with `from` itself.
@@ -431,18 +476,42 @@ impl TonClient {
             lt: from.lt,
             hash: Int256(from.hash),
         });
-        let Response::TransactionList(list) = self.call(METHOD, request).await? else {
-            return Err(self.malformed(METHOD, "unexpected answer"));
-        };
-        let roots = split_roots(&list.transactions)
-            .map_err(|e| self.malformed(METHOD, format!("transaction list: {e}")))?;
-        Ok(roots
-            .into_iter()
-            .map(|(hash, lt, boc)| RawTransaction {
-                id: TxId { lt, hash: hash.0 },
-                boc,
-            })
-            .collect())
+        self.call(METHOD, request, |answer| {
+            let Response::TransactionList(list) = answer else {
+                return Err(unexpected(&answer));
+            };
+            let roots = split_roots(&list.transactions)
+                .map_err(|e| format!("account {address}: transaction list: {e}"))?;
+            // The list must be the chain asked for: `from` first, then each transaction's
+            // predecessor. Anything else (a gap, another account's transaction) is refused.
+            let mut expected = from;
+            let mut out = Vec::with_capacity(roots.len());
+            for root in roots {
+                if root.account != *address.hash.as_slice_sized() {
+                    return Err(format!(
+                        "account {address}: transaction list holds a transaction of account {}",
+                        hex::encode(root.account)
+                    ));
+                }
+                if root.id != expected {
+                    return Err(format!(
+                        "account {address}: transaction list does not follow the prev links: \
+                         expected lt {} hash {}, got lt {} hash {}",
+                        expected.lt,
+                        hex::encode(expected.hash),
+                        root.id.lt,
+                        hex::encode(root.id.hash)
+                    ));
+                }
+                expected = root.prev;
+                out.push(RawTransaction {
+                    id: root.id,
+                    boc: root.boc,
+                });
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Runs the jetton master's `get_wallet_address(owner)` at masterchain block `block`.
@@ -469,9 +538,12 @@ impl TonClient {
             method_id: TVMGetMethodID::from("get_wallet_address").to_id() as u64,
             params,
         });
-        let Response::RunMethodResult(result) = self.call(METHOD, request).await? else {
-            return Err(self.malformed(METHOD, "unexpected answer"));
-        };
+        let result = self
+            .call(METHOD, request, |answer| match answer {
+                Response::RunMethodResult(result) => Ok(result),
+                other => Err(unexpected(&other)),
+            })
+            .await?;
         if result.exit_code != 0 && result.exit_code != 1 {
             return Err(self.malformed(
                 METHOD,
