@@ -631,29 +631,30 @@ async fn registered_external_messages_are_followed_and_unseen_ones_flagged_stuck
     );
 }
 
-#[tokio::test]
-async fn indexing_survives_an_out_of_sync_liteserver_and_one_that_dies() {
-    let genesis = common::ton::now_unix_ms().to_string();
-    let common_args = [
+/// Liteserver arguments serving only `wallet_comments` quickly, on a shared clock.
+fn comments_args(genesis: &str) -> Vec<&str> {
+    vec![
         "--only",
         "wallet_comments",
         "--block-interval",
         "500ms",
         "--genesis-unix-ms",
-        &genesis,
-    ];
-    let stale = Liteserver::start(&[&["--not-ready"][..], &common_args[..]].concat());
-    let mut doomed = Liteserver::start(&common_args);
-    let healthy = Liteserver::start(&common_args);
-    let db = TestDb::new().await;
-    let pool = db.pool().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let comments = scenario("wallet_comments");
-    let deposit = scenario_account(&comments, "deposit");
+        genesis,
+    ]
+}
+
+/// Runs chainsync watching the `wallet_comments` deposit account through the liteservers at
+/// `ports`, in that order; returns the process, its config path and the account.
+fn watch_comments_deposit(
+    dir: &std::path::Path,
+    db: &TestDb,
+    ports: &[u16],
+) -> (Chainsync, std::path::PathBuf, String) {
+    let deposit = scenario_account(&scenario("wallet_comments"), "deposit");
     let config = write_ton_config(
-        dir.path(),
+        dir,
         &db.url,
-        &[stale.port, doomed.port, healthy.port],
+        ports,
         "confirmations = 0\npoll_interval = \"200ms\"",
         &[Account {
             role: "deposit",
@@ -661,43 +662,65 @@ async fn indexing_survives_an_out_of_sync_liteserver_and_one_that_dies() {
             extra: String::new(),
         }],
     );
-    let chainsync = Chainsync::run(&config);
-    // Half-way through the scenario, the liteserver in use dies (its connections drop).
-    wait_head(&pool, 5, Duration::from_secs(30)).await;
-    doomed.kill();
-    let expected = expected_deposits("wallet_comments", std::slice::from_ref(&deposit));
-    let stored: Vec<(String, String)> = wait_for(
-        "every deposit despite the liteservers",
-        Duration::from_secs(60),
-        || async {
-            let rows = deposits(&pool, "ton").await;
-            let stored: Vec<(String, String)> = rows
-                .iter()
-                .map(|r| (r.get("account"), r.get("lt")))
-                .collect();
-            (stored.len() == expected.len()).then_some(stored)
-        },
-    )
+    (Chainsync::run(&config), config, deposit)
+}
+
+/// Waits until every deposit of `wallet_comments` is stored, and checks they are the scenario's,
+/// in order.
+async fn assert_every_comments_deposit(pool: &PgPool, deposit: &str, what: &str) {
+    let expected = expected_deposits("wallet_comments", &[deposit.to_owned()]);
+    let stored: Vec<(String, String)> = wait_for(what, Duration::from_secs(60), || async {
+        let rows = deposits(pool, "ton").await;
+        let stored: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| (r.get("account"), r.get("lt")))
+            .collect();
+        (stored.len() == expected.len()).then_some(stored)
+    })
     .await;
     assert_eq!(
         stored,
         expected.keys().cloned().collect::<Vec<_>>(),
         "all deposits, in order"
     );
-    let text = reqwest::get(common::metrics_url(&config))
+}
+
+/// `chainsync_rpc_requests_total` of the test network for one method and outcome.
+async fn liteserver_requests(config: &std::path::Path, method: &str, outcome: &str) -> f64 {
+    let text = reqwest::get(common::metrics_url(config))
         .await
         .expect("metrics")
         .text()
         .await
         .expect("body");
-    let not_ready = text
-        .lines()
-        .find(|l| l.starts_with(r#"chainsync_rpc_requests_total{chain="ton-test",method="get_masterchain_info",outcome="not_ready"}"#))
+    let series = format!(
+        r#"chainsync_rpc_requests_total{{chain="ton-test",method="{method}",outcome="{outcome}"}}"#
+    );
+    text.lines()
+        .find(|l| l.starts_with(&series))
         .and_then(|l| l.split_whitespace().last())
         .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn indexing_survives_an_out_of_sync_liteserver_and_one_that_dies() {
+    let genesis = common::ton::now_unix_ms().to_string();
+    let args = comments_args(&genesis);
+    let stale = Liteserver::start(&[&["--not-ready"][..], &args[..]].concat());
+    let mut doomed = Liteserver::start(&args);
+    let healthy = Liteserver::start(&args);
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (chainsync, config, deposit) =
+        watch_comments_deposit(dir.path(), &db, &[stale.port, doomed.port, healthy.port]);
+    // Half-way through the scenario, the liteserver in use dies (its connections drop).
+    wait_head(&pool, 5, Duration::from_secs(30)).await;
+    doomed.kill();
+    assert_every_comments_deposit(&pool, &deposit, "every deposit despite the liteservers").await;
     assert!(
-        not_ready >= 1.0,
+        liteserver_requests(&config, "get_masterchain_info", "not_ready").await >= 1.0,
         "the out-of-sync liteserver was tried and counted"
     );
     drop(chainsync);
@@ -717,53 +740,21 @@ fn scenario_transactions(scenario: &Value, account: &str) -> usize {
 #[tokio::test]
 async fn a_liteserver_whose_lists_skip_transactions_costs_no_deposit() {
     let genesis = common::ton::now_unix_ms().to_string();
-    let common_args = [
-        "--only",
-        "wallet_comments",
-        "--block-interval",
-        "500ms",
-        "--genesis-unix-ms",
-        &genesis,
-    ];
+    let args = comments_args(&genesis);
     // First in line: a liteserver that leaves the second transaction out of every list.
-    let broken = Liteserver::start(&[&["--broken-lists"][..], &common_args[..]].concat());
-    let healthy = Liteserver::start(&common_args);
+    let broken = Liteserver::start(&[&["--broken-lists"][..], &args[..]].concat());
+    let healthy = Liteserver::start(&args);
     let db = TestDb::new().await;
     let pool = db.pool().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let comments = scenario("wallet_comments");
-    let deposit = scenario_account(&comments, "deposit");
-    let config = write_ton_config(
-        dir.path(),
-        &db.url,
-        &[broken.port, healthy.port],
-        "confirmations = 0\npoll_interval = \"200ms\"",
-        &[Account {
-            role: "deposit",
-            address: deposit.clone(),
-            extra: String::new(),
-        }],
-    );
-    let chainsync = Chainsync::run(&config);
-    let expected = expected_deposits("wallet_comments", std::slice::from_ref(&deposit));
-    let stored: Vec<(String, String)> = wait_for(
+    let (chainsync, config, deposit) =
+        watch_comments_deposit(dir.path(), &db, &[broken.port, healthy.port]);
+    assert_every_comments_deposit(
+        &pool,
+        &deposit,
         "every deposit despite the faulty liteserver",
-        Duration::from_secs(60),
-        || async {
-            let rows = deposits(&pool, "ton").await;
-            let stored: Vec<(String, String)> = rows
-                .iter()
-                .map(|r| (r.get("account"), r.get("lt")))
-                .collect();
-            (stored.len() == expected.len()).then_some(stored)
-        },
     )
     .await;
-    assert_eq!(
-        stored,
-        expected.keys().cloned().collect::<Vec<_>>(),
-        "all deposits, in order"
-    );
     // And nothing else: every stored transaction of the account is one the scenario has.
     let raw_count: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM ton_transactions WHERE chain = 'ton-test' AND account = $1",
@@ -774,23 +765,11 @@ async fn a_liteserver_whose_lists_skip_transactions_costs_no_deposit() {
     .expect("count");
     assert_eq!(
         raw_count as usize,
-        scenario_transactions(&comments, &deposit),
+        scenario_transactions(&scenario("wallet_comments"), &deposit),
         "the account's whole chain, no gap"
     );
-    let text = reqwest::get(common::metrics_url(&config))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
-    let malformed = text
-        .lines()
-        .find(|l| l.starts_with(r#"chainsync_rpc_requests_total{chain="ton-test",method="get_transactions",outcome="malformed"}"#))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
     assert!(
-        malformed >= 1.0,
+        liteserver_requests(&config, "get_transactions", "malformed").await >= 1.0,
         "the faulty liteserver was asked, refused and counted"
     );
     drop(chainsync);
