@@ -462,7 +462,8 @@ impl TonClient {
         .await
     }
 
-    /// Up to `count` transactions of the account, newest first, starting with `from` itself.
+    /// Up to `count` transactions of the account, newest first, starting with `from` itself and
+    /// following the prev links; an answer that is not that chain is refused.
     pub async fn transactions(
         &self,
         address: &TonAddress,
@@ -483,7 +484,14 @@ impl TonClient {
             let roots = split_roots(&list.transactions)
                 .map_err(|e| format!("account {address}: transaction list: {e}"))?;
             // The list must be the chain asked for: `from` first, then each transaction's
-            // predecessor. Anything else (a gap, another account's transaction) is refused.
+            // predecessor. Anything else (nothing, a gap, another account's transaction) is
+            // refused.
+            if roots.is_empty() {
+                return Err(format!(
+                    "account {address}: empty transaction list for lt {}",
+                    from.lt
+                ));
+            }
             let mut expected = from;
             let mut out = Vec::with_capacity(roots.len());
             for root in roots {
